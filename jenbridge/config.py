@@ -184,7 +184,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file strictly: syntax errors and duplicate keys raise ConfigError naming it."""
     try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
@@ -214,7 +214,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """Turn `["unet.channels=64", "diffusion.steps=10"]` into a nested dict (values parsed as YAML)."""
+    """`["unet.channels=64", "diffusion.steps=10"]` -> a nested dict (values parsed as YAML)."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:

@@ -1,0 +1,5 @@
+import sys
+
+from jenbridge.cli import main
+
+sys.exit(main())

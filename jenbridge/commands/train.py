@@ -1,0 +1,68 @@
+"""`jenbridge train ...`: autoencoder, latent statistics, latent cache, diffusion, weights export.
+
+Every stage resumes from its run folder. Launch under torchrun for many processes:
+  torchrun --nproc-per-node 8 -m jenbridge train diffusion --config paper ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--config", default="small", help="shipped config name or YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set autoencoder_training.lr=1e-4")
+    p.add_argument("--run", type=Path, required=True,
+                   help="run folder (created; resumed if it exists)")
+    if data:
+        p.add_argument("--data", type=Path, required=True, help="dataset folder (audio + manifest)")
+    p.add_argument("--steps", type=int, help="train until this step (default: the config's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    _common(sub.add_parser("autoencoder", help="train the audio autoencoder"))
+    p = sub.add_parser("stats", help="gather latent normalization statistics into the autoencoder")
+    p.add_argument("--run", type=Path, required=True, help="the autoencoder's run folder")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--seconds", type=float, default=1800.0, help="audio seconds to gather over")
+    p.add_argument("--threads", type=int)
+    p = sub.add_parser("cache-latents", help="encode a dataset once into normalized latents")
+    p.add_argument("--autoencoder", type=Path, required=True, help="autoencoder weights file")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="latent cache folder")
+    p.add_argument("--threads", type=int)
+    p = sub.add_parser("diffusion", help="train the diffusion U-Net (all three JEN-1 tasks)")
+    _common(p, data=False)
+    p.add_argument("--autoencoder", type=Path, required=True,
+                   help="autoencoder weights file with latent statistics (from `train stats`)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--latents", type=Path, help="latent cache folder (from `cache-latents`)")
+    src.add_argument("--data", type=Path, help="dataset folder (encoded on the fly)")
+    p = sub.add_parser("export-weights", help="weights-only EMA file (fp16) from a run")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--fp32", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    from jenbridge.training import recipes
+
+    stages = {"autoencoder": recipes.train_autoencoder, "stats": recipes.gather_stats,
+              "cache-latents": recipes.cache_latents, "diffusion": recipes.train_diffusion,
+              "export-weights": recipes.export}
+    return stages[args.stage](args)

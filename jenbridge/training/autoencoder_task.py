@@ -1,0 +1,118 @@
+"""One autoencoder training step: multi-resolution STFT reconstruction (+ optional adversarial).
+
+JEN-1's noise-robust masking happens inside the autoencoder's training forward (a fraction of
+latent frames zeroed before the decoder). The discriminator, when enabled, joins at
+`adversarial_start` and trains with hinge losses; the generator adds hinge + feature matching.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from jenbridge.config import ModelConfig
+from jenbridge.losses.adversarial import (
+    MultiScaleSTFTDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from jenbridge.losses.stft_loss import MultiResolutionSTFTLoss
+from jenbridge.models.builders import build_autoencoder
+from jenbridge.training.distributed import Dist
+
+
+def _autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op context on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+class AutoencoderTask:
+    kind = "autoencoder"
+
+    def __init__(self, config: ModelConfig, d: Dist) -> None:
+        self.cfg, self.tc, self.d = config, config.autoencoder_training, d
+        self.model = build_autoencoder(config.autoencoder).to(d.device).train()
+        self.net: nn.Module = DDP(self.model) if d.enabled else self.model
+        self.stft_loss = MultiResolutionSTFTLoss().to(d.device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr,
+                                     betas=tuple(self.tc.betas),  # type: ignore[arg-type]
+                                     weight_decay=self.tc.weight_decay)
+        self.disc: nn.Module | None = None
+        if self.tc.adversarial:
+            self.disc = MultiScaleSTFTDiscriminator(config.autoencoder.channels).to(d.device)
+            self.disc_net: nn.Module = DDP(self.disc) if d.enabled else self.disc
+            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=self.tc.lr,
+                                           betas=tuple(self.tc.betas),  # type: ignore[arg-type]
+                                           weight_decay=self.tc.weight_decay)
+        self.examples_per_step = self.tc.batch_size
+        self.seconds_per_example = self.tc.crop_seconds
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        audio = batch["audio"].to(self.d.device)  # (B, C, N)
+        adv_on = self.disc is not None and step >= self.tc.adversarial_start
+        logs: dict[str, float] = {}
+        with _autocast(self.d.device):
+            recon, z = self.net(audio)
+            stft = self.stft_loss(recon.float(), audio)
+            loss = stft + self.tc.latent_l2 * z.float().pow(2).mean()
+            if adv_on:
+                real_logits, real_feats = self.disc_net(audio)
+                fake_logits, fake_feats = self.disc_net(recon)
+                adv = generator_loss(fake_logits)
+                fm = feature_matching_loss(real_feats, fake_feats)
+                loss = loss + self.tc.adversarial_weight * (adv + fm)
+                logs |= {"adv": float(adv), "fm": float(fm)}
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.opt.step()
+        if adv_on:
+            assert self.disc is not None
+            with _autocast(self.d.device):
+                real_logits, _ = self.disc_net(audio)
+                fake_logits, _ = self.disc_net(recon.detach())
+                d_loss = discriminator_loss(real_logits, fake_logits)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.tc.grad_clip)
+            self.opt_d.step()
+            logs["disc"] = float(d_loss)
+        return {"loss": float(loss), "stft": float(stft), "grad_norm": float(gnorm), **logs}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"opt": self.opt.state_dict()}
+        if self.disc is not None:
+            state |= {"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state["opt"])
+        if self.disc is not None and "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.opt_d.load_state_dict(state["opt_d"])
+
+    def extras(self) -> dict[str, Any]:
+        return {"latent_channels": self.model.kept_channels}
+
+    @torch.no_grad()
+    def write_samples(self, ema: nn.Module, step: int, out: Path, writer: Any) -> None:
+        """Reconstruct the first example of a fixed probe batch; WAV + TensorBoard audio."""
+        import soundfile as sf
+
+        probe = getattr(self, "probe", None)
+        if probe is None:
+            return
+        audio = probe.to(self.d.device)
+        recon = ema(audio)[0] if ema.training else ema.decode(ema.encode(audio))
+        out.mkdir(parents=True, exist_ok=True)
+        pair = torch.cat([audio[0], recon[0].float()], dim=-1).clamp(-1, 1).cpu().numpy()
+        sf.write(str(out / f"ae_step{step:08d}.wav"), pair.T, self.cfg.autoencoder.sample_rate)
+        if writer is not None:
+            writer.add_audio("autoencoder/original_then_recon", np.ascontiguousarray(pair[0]),
+                             step, sample_rate=self.cfg.autoencoder.sample_rate)

@@ -1,0 +1,164 @@
+"""Training stages behind `jenbridge train`: each resumes from its run folder.
+
+autoencoder -> stats (latent normalization, written into RUN/autoencoder.safetensors)
+-> cache-latents (optional) -> diffusion -> export-weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jenbridge.config import ModelConfig, config_from_dict, load_config
+from jenbridge.data.crops import AudioCrops, StepBatchSampler, collate
+from jenbridge.data.index import DatasetIndex, scan_dataset
+from jenbridge.training.distributed import Dist, init_distributed, shutdown
+from jenbridge.training.loop import LoopSettings, train
+
+log = logging.getLogger("jenbridge.train")
+
+
+def run_config(args: argparse.Namespace) -> ModelConfig:
+    """The run's config: saved in RUN/config.json at the first start and reused on resume."""
+    saved = args.run / "config.json"
+    if saved.is_file():
+        if args.overrides:
+            log.warning("resuming %s: its saved config wins; --set ignored", args.run)
+        return config_from_dict(json.loads(saved.read_text()), str(saved))
+    cfg = load_config(args.config, args.overrides)
+    args.run.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(cfg.to_dict(), indent=2))
+    return cfg
+
+
+def dataset_index(data: Path, run: Path, sample_rate: int, min_seconds: float,
+                  main: bool) -> DatasetIndex:
+    """Scan once per run (cached in RUN/dataset_index.json) and print the report."""
+    cached = run / "dataset_index.json"
+    if cached.is_file():
+        index = DatasetIndex.load(cached)
+        if index.root == str(data.resolve()):
+            return index
+    index = scan_dataset(data, sample_rate, min_seconds)
+    if main:
+        for line in index.report.lines():
+            log.info("dataset: %s", line)
+        index.save(cached)
+    return index
+
+
+def audio_batches(index: DatasetIndex, sample_rate: int, channels: int, seconds: float,
+                  batch: int, seed: int, stop: int, d: Dist, workers: int):
+    """A function start_step -> iterable of collated batches for this rank."""
+    clips = index.split("train")
+    dataset = AudioCrops(clips, sample_rate, channels, seconds)
+
+    def batches(start: int) -> Iterable[dict[str, Any]]:
+        sampler = StepBatchSampler([c.seconds for c in clips], batch, seed, start, stop,
+                                   d.rank, d.world)
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+            prefetch_factor=4 if workers else None, persistent_workers=False)
+
+    return batches
+
+
+def _settings(args: argparse.Namespace, steps: int, tc: Any) -> LoopSettings:
+    return LoopSettings(run=args.run, steps=args.steps or steps, seed=args.seed,
+                        ema_decay=tc.ema_decay, log_every=tc.log_every,
+                        checkpoint_every=tc.checkpoint_every, sample_every=tc.sample_every,
+                        progress=not args.no_progress)
+
+
+def train_autoencoder(args: argparse.Namespace) -> int:
+    from jenbridge.training.autoencoder_task import AutoencoderTask
+
+    cfg = run_config(args)
+    d = init_distributed(args.device)
+    ae, tc = cfg.autoencoder, cfg.autoencoder_training
+    index = dataset_index(args.data, args.run, ae.sample_rate, tc.crop_seconds, d.main)
+    task = AutoencoderTask(cfg, d)
+    batches = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds, tc.batch_size,
+                            args.seed, args.steps or tc.steps, d, args.workers)
+    task.probe = next(iter(batches(0)))["audio"][:1]  # fixed example for audio samples
+    try:
+        train(task, batches, _settings(args, tc.steps, tc), cfg, d)
+    finally:
+        shutdown(d)
+    return 0
+
+
+@torch.no_grad()
+def gather_stats(args: argparse.Namespace) -> int:
+    """Latent mean/covariance over the data with the EMA autoencoder; whitening stored in it."""
+    from jenbridge.models.latent_norm import LatentStats
+    from jenbridge.training.checkpoint import load_model, save_weights
+
+    model, w = load_model(args.run)
+    ae = w.config.autoencoder
+    index = dataset_index(args.data, args.run, ae.sample_rate, 1.0, True)
+    crop = 8.0
+    n = max(1, int(args.seconds / crop))
+    dataset = AudioCrops(index.split("train"), ae.sample_rate, ae.channels, crop)
+    sampler = StepBatchSampler([c.seconds for c in index.split("train")], 1, 12345, 0, n)
+    stats = LatentStats(ae.latent_channels)
+    for reqs in sampler:
+        audio = dataset[reqs[0]]["audio"][None]
+        stats.update(model.encode(audio))
+    kept = model.norm.set_stats(stats.mean, stats.cov, ae.variance_kept)
+    out = args.run / "autoencoder.safetensors"
+    save_weights(out, model.state_dict(), "autoencoder", w.step, w.config,
+                 {**w.extras, "latent_channels": kept, "stats_seconds": n * crop})
+    log.info("latent statistics over %.0f s: kept %d of %d channels (%.1f%% of the variance); "
+             "wrote %s", n * crop, kept, ae.latent_channels,
+             100 * float(model.norm.variance_covered), out)
+    return 0
+
+
+def cache_latents(args: argparse.Namespace) -> int:
+    from jenbridge.training.latent_cache import build_latent_cache
+
+    build_latent_cache(args.autoencoder, args.data, args.out)
+    return 0
+
+
+def train_diffusion(args: argparse.Namespace) -> int:
+    from jenbridge.training.diffusion_task import DiffusionTask, latent_batches
+
+    cfg = run_config(args)
+    d = init_distributed(args.device)
+    task = DiffusionTask(cfg, args.autoencoder, d)
+    tc = cfg.diffusion_training
+    stop = args.steps or tc.steps
+    if args.latents:
+        batches = latent_batches(args.latents, task.crop_frames, tc.batch_size, args.seed, stop,
+                                 d, args.workers)
+    else:
+        ae = cfg.autoencoder
+        index = dataset_index(args.data, args.run, ae.sample_rate, tc.crop_seconds, d.main)
+        audio = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds,
+                              tc.batch_size, args.seed, stop, d, args.workers)
+
+        def batches(start: int) -> Iterator[dict[str, Any]]:
+            for b in audio(start):
+                yield task.encode_batch(b)
+
+    try:
+        train(task, batches, _settings(args, tc.steps, tc), cfg, d)
+    finally:
+        shutdown(d)
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from jenbridge.training.checkpoint import export_weights
+
+    out = export_weights(args.run, args.out, fp16=not args.fp32)
+    log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
+    return 0

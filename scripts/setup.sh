@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian/Ubuntu machine (root or sudo): system audio/MIDI packages,
+# CPU PyTorch, and jenbridge with its training and development extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 libsndfile1 liblo-tools)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+# A bare `torch` requirement pulls a multi-GB CUDA build: pin the CPU build first unless a torch
+# is already installed (GPU machines bring their own).
+$PY -c "import torch" 2>/dev/null || $PY -m pip install -q "torch==${JENBRIDGE_TORCH:-2.13.0}"
+# onnxruntime and onnxruntime-gpu share one module folder: keep only the one pyproject asks for.
+if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ] && $PY -m pip show -q onnxruntime >/dev/null 2>&1; then
+  $PY -m pip uninstall -y -q onnxruntime
+fi
+$PY -m pip install -q -e ".[train,dev]"
