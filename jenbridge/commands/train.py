@@ -14,7 +14,7 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--config", default="small", help="shipped config name or YAML path")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set autoencoder_training.lr=1e-4")
-    p.add_argument("--run", type=Path, required=True,
+    p.add_argument("--run-dir", dest="run", type=Path, required=True,
                    help="run folder (created; resumed if it exists)")
     if data:
         p.add_argument("--data", type=Path, required=True, help="dataset folder (audio + manifest)")
@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     _common(sub.add_parser("autoencoder", help="train the audio autoencoder"))
     p = sub.add_parser("stats", help="gather latent normalization statistics into the autoencoder")
-    p.add_argument("--run", type=Path, required=True, help="the autoencoder's run folder")
+    p.add_argument("--run-dir", dest="run", type=Path, required=True,
+                   help="the autoencoder's run folder")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--seconds", type=float, default=1800.0, help="audio seconds to gather over")
     p.add_argument("--threads", type=int)
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--latents", type=Path, help="latent cache folder (from `cache-latents`)")
     src.add_argument("--data", type=Path, help="dataset folder (encoded on the fly)")
     p = sub.add_parser("export-weights", help="weights-only EMA file (fp16) from a run")
-    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--run-dir", dest="run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--fp32", action="store_true")
 

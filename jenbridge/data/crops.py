@@ -54,7 +54,8 @@ class StepBatchSampler:
 
 
 class AudioCrops(torch.utils.data.Dataset):
-    """Crops of `seconds` at `sample_rate`, `channels` channels, loudness-normalized.
+    """Crops of ~`seconds` (a whole number of `multiple` samples) at `sample_rate`, `channels`
+    channels, loudness-normalized.
 
     Items: dict(audio (C, N) float32 tensor, caption str, bpm float, key int, meter int).
     A crop that turns out silent is re-drawn elsewhere (a few tries); a file that fails to
@@ -62,9 +63,10 @@ class AudioCrops(torch.utils.data.Dataset):
     """
 
     def __init__(self, clips: list[Clip], sample_rate: int, channels: int, seconds: float,
-                 normalize_db: float | None = -20.0) -> None:
+                 multiple: int = 1, normalize_db: float | None = -20.0) -> None:
         self.clips, self.sr, self.channels = clips, sample_rate, channels
-        self.n = int(round(seconds * sample_rate))
+        # crop length in samples, rounded to a multiple of the model's hop (latent frame)
+        self.n = max(1, round(seconds * sample_rate / multiple)) * multiple
         self.seconds, self.normalize_db = seconds, normalize_db
         self.failures = 0
 
@@ -72,7 +74,7 @@ class AudioCrops(torch.utils.data.Dataset):
         return len(self.clips)
 
     def _read(self, clip: Clip, rng: np.random.Generator) -> np.ndarray:
-        span = self.seconds + 0.05  # a little extra so resampling never comes up short
+        span = self.n / self.sr + 0.05  # a little extra so resampling never comes up short
         room = max(0.0, clip.seconds - span)
         start = float(rng.uniform(0.0, room)) if room > 0 else 0.0
         audio, _ = read_audio(clip.path, self.sr, self.channels, start=start, seconds=span)

@@ -18,9 +18,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from jenbridge.config import ModelConfig
 from jenbridge.losses.adversarial import (
     MultiScaleSTFTDiscriminator,
-    discriminator_loss,
+    discriminator_hinge_loss,
     feature_matching_loss,
-    generator_loss,
+    generator_hinge_loss,
 )
 from jenbridge.losses.stft_loss import MultiResolutionSTFTLoss
 from jenbridge.models.builders import build_autoencoder
@@ -64,10 +64,10 @@ class AutoencoderTask:
             if adv_on:
                 real_logits, real_feats = self.disc_net(audio)
                 fake_logits, fake_feats = self.disc_net(recon)
-                adv = generator_loss(fake_logits)
+                adv = generator_hinge_loss(fake_logits)
                 fm = feature_matching_loss(real_feats, fake_feats)
                 loss = loss + self.tc.adversarial_weight * (adv + fm)
-                logs |= {"adv": float(adv), "fm": float(fm)}
+                logs |= {"adv": adv.item(), "fm": fm.item()}
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
@@ -77,13 +77,13 @@ class AutoencoderTask:
             with _autocast(self.d.device):
                 real_logits, _ = self.disc_net(audio)
                 fake_logits, _ = self.disc_net(recon.detach())
-                d_loss = discriminator_loss(real_logits, fake_logits)
+                d_loss = discriminator_hinge_loss(real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.tc.grad_clip)
             self.opt_d.step()
-            logs["disc"] = float(d_loss)
-        return {"loss": float(loss), "stft": float(stft), "grad_norm": float(gnorm), **logs}
+            logs["disc"] = d_loss.item()
+        return {"loss": loss.item(), "stft": stft.item(), "grad_norm": gnorm.item(), **logs}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"opt": self.opt.state_dict()}

@@ -43,11 +43,13 @@ def _metadata(kind: str, step: int, config: ModelConfig,
 def save_weights(path: Path, state: dict[str, torch.Tensor], kind: str, step: int,
                  config: ModelConfig, extras: dict[str, Any] | None = None,
                  dtype: torch.dtype | None = None) -> None:
-    """Write a safetensors file atomically; floats cast to `dtype` when given."""
+    """Write a safetensors file atomically; floats cast to `dtype` when given, except the
+    latent normalization statistics (`norm.*`), which stay fp32: whitening amplifies the
+    rounding error of small eigenvalues."""
     out = {}
     for k, v in state.items():
         v = v.detach().cpu()
-        if dtype is not None and v.is_floating_point():
+        if dtype is not None and v.is_floating_point() and not k.startswith("norm."):
             v = v.to(dtype)
         out[k] = v.contiguous()
     tmp = path.with_name(path.name + ".tmp")
@@ -64,7 +66,8 @@ def read_weights(path: str | Path) -> WeightsFile:
         meta = f.metadata() or {}
     if "config" not in meta or "kind" not in meta:
         raise ValueError(f"{path}: not a jenbridge weights file (no config/kind metadata)")
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    state = {k: (v.float() if v.is_floating_point() else v)
+             for k, v in load_file(str(path)).items()}
     return WeightsFile(meta["kind"], int(meta.get("step", 0)),
                        config_from_dict(json.loads(meta["config"]), str(path)),
                        json.loads(meta.get("extras", "{}")), state)

@@ -81,7 +81,7 @@ class DiffusionTask:
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.opt.step()
-        return {"loss": float(loss), "grad_norm": float(gnorm),
+        return {"loss": loss.item(), "grad_norm": gnorm.item(),
                 **{k: v for k, v in stats.items() if k.startswith("loss")}}
 
     def state_dict(self) -> dict[str, Any]:

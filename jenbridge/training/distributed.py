@@ -58,6 +58,19 @@ def all_reduce_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:
     return value
 
 
+def replica_checksums(model: torch.nn.Module, d: Dist) -> list[float]:
+    """Each rank's float64 checksum of its weights (position-weighted so swaps show up)."""
+    total = torch.zeros((), dtype=torch.float64)
+    for i, p in enumerate(model.parameters()):
+        w = p.detach().double().cpu().flatten()
+        total += (w * torch.arange(1, w.numel() + 1, dtype=torch.float64)).sum() * (i + 1)
+    if not d.enabled:
+        return [float(total)]
+    out = [torch.zeros_like(total) for _ in range(d.world)]
+    dist.all_gather(out, total)
+    return [float(t) for t in out]
+
+
 def shutdown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -9,6 +9,7 @@ reseeds torch from (seed, s, rank), so `N steps` equals `N/2 steps, stop, resume
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -22,7 +23,7 @@ from torch import nn
 
 from jenbridge.config import ModelConfig
 from jenbridge.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from jenbridge.training.distributed import Dist, barrier
+from jenbridge.training.distributed import Dist, all_reduce_mean, barrier, replica_checksums
 from jenbridge.training.ema import EMA
 
 log = logging.getLogger("jenbridge.train")
@@ -108,6 +109,8 @@ def train(task: TrainTask, batches: Callable[[int], Iterable[dict[str, Any]]],
     for step, batch in zip(range(start, settings.steps), batches(start)):
         torch.manual_seed(step_seed(settings.seed, step, d.rank))
         logs = task.train_step(batch, step)
+        if d.enabled:  # report the global batch's loss, not this rank's share
+            logs["loss"] = float(all_reduce_mean(torch.tensor(logs["loss"]), d))
         if not all(math.isfinite(v) for v in logs.values()):
             raise FloatingPointError(f"non-finite loss at step {step}: {logs}")
         ema.update(task.model)
@@ -124,6 +127,9 @@ def train(task: TrainTask, batches: Callable[[int], Iterable[dict[str, Any]]],
             if writer is not None:
                 for k, v in logs.items():
                     writer.add_scalar(f"{task.kind}/{k}", v, n)
+            if d.main:
+                with (settings.run / "metrics.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": n, **logs}) + "\n")
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if "per_s" not in k
                                  and k in ("loss", "stft", "adv", "disc")} |
@@ -139,6 +145,13 @@ def train(task: TrainTask, batches: Callable[[int], Iterable[dict[str, Any]]],
                                 {"step": n, "task": task.state_dict()}, task.extras(),
                                 settings.keep)
             barrier(d)
+    if d.enabled:  # DDP keeps replicas identical by construction; verify, cheaply, once
+        sums = replica_checksums(task.model, d)
+        if d.main:
+            (settings.run / "replicas.json").write_text(json.dumps({"step": step + 1,
+                                                                    "checksums": sums}))
+        if len(set(sums)) != 1:
+            raise RuntimeError(f"ranks diverged: weight checksums {sums}")
     if bar is not None:
         bar.close()
     if writer is not None:

@@ -54,10 +54,10 @@ def dataset_index(data: Path, run: Path, sample_rate: int, min_seconds: float,
 
 
 def audio_batches(index: DatasetIndex, sample_rate: int, channels: int, seconds: float,
-                  batch: int, seed: int, stop: int, d: Dist, workers: int):
+                  multiple: int, batch: int, seed: int, stop: int, d: Dist, workers: int):
     """A function start_step -> iterable of collated batches for this rank."""
     clips = index.split("train")
-    dataset = AudioCrops(clips, sample_rate, channels, seconds)
+    dataset = AudioCrops(clips, sample_rate, channels, seconds, multiple)
 
     def batches(start: int) -> Iterable[dict[str, Any]]:
         sampler = StepBatchSampler([c.seconds for c in clips], batch, seed, start, stop,
@@ -83,8 +83,10 @@ def train_autoencoder(args: argparse.Namespace) -> int:
     d = init_distributed(args.device)
     ae, tc = cfg.autoencoder, cfg.autoencoder_training
     index = dataset_index(args.data, args.run, ae.sample_rate, tc.crop_seconds, d.main)
+    torch.manual_seed(args.seed)  # same initial weights on every rank and every fresh start
     task = AutoencoderTask(cfg, d)
-    batches = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds, tc.batch_size,
+    batches = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds, ae.latent_hop,
+                            tc.batch_size,
                             args.seed, args.steps or tc.steps, d, args.workers)
     task.probe = next(iter(batches(0)))["audio"][:1]  # fixed example for audio samples
     try:
@@ -105,7 +107,7 @@ def gather_stats(args: argparse.Namespace) -> int:
     index = dataset_index(args.data, args.run, ae.sample_rate, 1.0, True)
     crop = 8.0
     n = max(1, int(args.seconds / crop))
-    dataset = AudioCrops(index.split("train"), ae.sample_rate, ae.channels, crop)
+    dataset = AudioCrops(index.split("train"), ae.sample_rate, ae.channels, crop, ae.latent_hop)
     sampler = StepBatchSampler([c.seconds for c in index.split("train")], 1, 12345, 0, n)
     stats = LatentStats(ae.latent_channels)
     for reqs in sampler:
@@ -133,6 +135,7 @@ def train_diffusion(args: argparse.Namespace) -> int:
 
     cfg = run_config(args)
     d = init_distributed(args.device)
+    torch.manual_seed(args.seed)
     task = DiffusionTask(cfg, args.autoencoder, d)
     tc = cfg.diffusion_training
     stop = args.steps or tc.steps
@@ -143,7 +146,7 @@ def train_diffusion(args: argparse.Namespace) -> int:
         ae = cfg.autoencoder
         index = dataset_index(args.data, args.run, ae.sample_rate, tc.crop_seconds, d.main)
         audio = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds,
-                              tc.batch_size, args.seed, stop, d, args.workers)
+                              ae.latent_hop, tc.batch_size, args.seed, stop, d, args.workers)
 
         def batches(start: int) -> Iterator[dict[str, Any]]:
             for b in audio(start):

@@ -1,0 +1,123 @@
+"""Training pipeline end to end on tiny models and real audio files: dataset scan and report,
+autoencoder and diffusion training through the CLI, exact resume, stats, latent cache, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jenbridge.cli import main
+from jenbridge.data.index import scan_dataset
+from jenbridge.training.checkpoint import latest_checkpoint, load_model, read_weights
+
+SR = 48000
+
+
+def test_scan_reports_broken_inputs(dataset: Path) -> None:
+    index = scan_dataset(dataset, SR, min_seconds=0.5)
+    r = index.report
+    names = sorted(Path(c.path).name for c in index.clips)
+    assert names == ["good0.wav", "good1.wav", "good2.wav", "good3.flac", "nocaption.wav"]
+    assert r.skipped["missing file"] == 1 and r.skipped["silent"] == 1
+    assert r.skipped["unreadable"] == 1 and r.skipped["shorter than 0.5 s"] == 1
+    assert r.skipped["bad manifest row"] == 1
+    assert r.resampled == 1 and r.missing_caption == 1 and r.unusable_tags == 2
+    assert r.with_bpm == 4 and r.with_key == 4
+    assert r.hours > 0
+
+
+def test_data_check_command(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", str(dataset), "--min-seconds", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "usable: 5" in out and "skipped (silent): 1" in out and "skipped (unreadable): 1" in out
+
+
+def _train_ae(run: Path, data: Path, steps: int) -> None:
+    assert main(["train", "autoencoder", "--config", "tiny", "--data", str(data), "--run-dir",
+                 str(run), "--steps", str(steps), "--workers", "0", "--no-progress",
+                 "--set", "autoencoder_training.checkpoint_every=1000",
+                 "--set", "autoencoder_training.sample_every=0"]) == 0
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+    run = tmp_path_factory.mktemp("ae_run")
+    _train_ae(run, dataset, 4)
+    return run
+
+
+def test_autoencoder_resume_is_exact(tmp_path: Path, dataset: Path, ae_run: Path) -> None:
+    """4 steps straight == 2 steps, stop, resume, 2 more (same seed): same weights."""
+    split = tmp_path / "split"
+    _train_ae(split, dataset, 2)
+    assert latest_checkpoint(split).name == "step_00000002"
+    _train_ae(split, dataset, 4)
+    a = read_weights(latest_checkpoint(ae_run) / "model.safetensors")
+    b = read_weights(latest_checkpoint(split) / "model.safetensors")
+    assert a.step == b.step == 4
+    for k in a.state:
+        torch.testing.assert_close(a.state[k], b.state[k], rtol=1e-5, atol=1e-6, msg=k)
+    ema_a = read_weights(latest_checkpoint(ae_run) / "ema.safetensors").state
+    ema_b = read_weights(latest_checkpoint(split) / "ema.safetensors").state
+    for k in ema_a:
+        torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-5, atol=1e-6, msg=k)
+    # and training really changed the weights
+    fresh = read_weights(latest_checkpoint(split) / "model.safetensors")
+    assert fresh.config.name == "tiny"
+
+
+@pytest.fixture(scope="module")
+def ae_weights(ae_run: Path, dataset: Path) -> Path:
+    assert main(["train", "stats", "--run-dir", str(ae_run), "--data", str(dataset),
+                 "--seconds", "40"]) == 0
+    return ae_run / "autoencoder.safetensors"
+
+
+def test_stats_stored_with_autoencoder(ae_weights: Path) -> None:
+    model, w = load_model(ae_weights)
+    k = model.kept_channels
+    assert w.extras["latent_channels"] == k and 1 <= k <= w.config.autoencoder.latent_channels
+    assert float(model.norm.variance_covered) >= w.config.autoencoder.variance_kept - 1e-6
+
+
+def _train_diffusion(run: Path, ae: Path, latents: Path, steps: int) -> None:
+    assert main(["train", "diffusion", "--config", "tiny", "--autoencoder", str(ae),
+                 "--latents", str(latents), "--run-dir", str(run), "--steps", str(steps),
+                 "--workers", "0", "--no-progress",
+                 "--set", "diffusion_training.sample_every=0"]) == 0
+
+
+def test_latent_cache_and_diffusion_resume(tmp_path: Path, dataset: Path,
+                                           ae_weights: Path) -> None:
+    cache = tmp_path / "latents"
+    assert main(["train", "cache-latents", "--autoencoder", str(ae_weights), "--data",
+                 str(dataset), "--out", str(cache)]) == 0
+    meta = json.loads((cache / "index.json").read_text())
+    assert len(meta["clips"]) == 5
+    model, _ = load_model(ae_weights)
+    y = np.load(cache / "latents" / meta["clips"][0]["file"])
+    assert y.shape[0] == model.kept_channels and y.dtype == np.float16
+
+    straight, split = tmp_path / "d1", tmp_path / "d2"
+    _train_diffusion(straight, ae_weights, cache, 4)
+    _train_diffusion(split, ae_weights, cache, 2)
+    _train_diffusion(split, ae_weights, cache, 4)
+    a = read_weights(latest_checkpoint(straight) / "model.safetensors")
+    b = read_weights(latest_checkpoint(split) / "model.safetensors")
+    assert a.kind == "diffusion" and a.extras["latent_channels"] == model.kept_channels
+    for k in a.state:
+        torch.testing.assert_close(a.state[k], b.state[k], rtol=1e-5, atol=1e-6, msg=k)
+
+    out = tmp_path / "weights.safetensors"
+    assert main(["train", "export-weights", "--run-dir", str(straight), "--out", str(out)]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open API)
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    unet, w = load_model(out)
+    assert w.kind == "diffusion" and w.step == 4
