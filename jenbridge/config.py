@@ -114,6 +114,21 @@ class DiffusionConfig(_Strict):
     steps: int = 25
     guidance: float = 2.0
 
+    @model_validator(mode="after")
+    def _check(self) -> DiffusionConfig:
+        for name in ("inpaint_fraction", "continuation_fraction"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not 0.0 <= pair[0] <= pair[1] <= 1.0:
+                raise ValueError(f"{name} must be [low, high] with 0 <= low <= high <= 1")
+        for name in ("text_dropout", "bpm_dropout", "key_dropout", "meter_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if not 1 <= self.steps <= self.timesteps:
+            raise ValueError(f"steps must be in 1..{self.timesteps}")
+        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+            raise ValueError("need 0 < beta_start < beta_end < 1")
+        return self
+
 
 class TextConfig(_Strict):
     encoder: str = "minilm"  # a registry name ("minilm") or a path to a local HF encoder folder
