@@ -87,7 +87,7 @@ def check_bpm(bpm: float | None) -> float:
     return bpm
 
 
-def check_meter(meter: int | str | None) -> int:
+def check_meter(meter: float | str | None) -> int:
     """Validate beats per bar: None -> 0 (unset); "7/8" -> 7; must be 1..MAX_METER."""
     if meter is None:
         return 0
@@ -120,5 +120,5 @@ class MusicalConditions:
 
     @classmethod
     def parse(cls, bpm: float | None = None, key: str | int | None = None,
-              meter: int | str | None = None) -> MusicalConditions:
+              meter: float | str | None = None) -> MusicalConditions:
         return cls(check_bpm(bpm), key_code(key), check_meter(meter))
