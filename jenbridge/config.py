@@ -239,11 +239,11 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_dicts(out[k], v)
         else:
             out[k] = v
     return out
@@ -268,7 +268,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
         raise ConfigError(f"no config {str(name_or_path)!r} (shipped: {names}; or a YAML path)")
     data = read_yaml(path)
     if overrides:
-        data = _merge(data or {}, parse_overrides(overrides))
+        data = merge_dicts(data or {}, parse_overrides(overrides))
     return config_from_dict(data, str(path))
 
 

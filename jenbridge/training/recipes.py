@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from jenbridge.config import ModelConfig, config_from_dict, load_config
+from jenbridge.config import (
+    ModelConfig,
+    config_from_dict,
+    load_config,
+    merge_dicts,
+    parse_overrides,
+)
 from jenbridge.data.crops import AudioCrops, StepBatchSampler, collate
 from jenbridge.data.index import DatasetIndex, scan_dataset
 from jenbridge.training.distributed import Dist, init_distributed, shutdown
@@ -28,9 +34,18 @@ def run_config(args: argparse.Namespace) -> ModelConfig:
     """The run's config: saved in RUN/config.json at the first start and reused on resume."""
     saved = args.run / "config.json"
     if saved.is_file():
+        data = json.loads(saved.read_text())
         if args.overrides:
-            log.warning("resuming %s: its saved config wins; --set ignored", args.run)
-        return config_from_dict(json.loads(saved.read_text()), str(saved))
+            # the model must stay what the checkpoints hold; training settings may change
+            model_keys = [o for o in args.overrides if not o.split(".")[0].endswith("_training")]
+            if model_keys:
+                raise ValueError(f"resuming {args.run}: cannot change the model on resume "
+                                 f"({', '.join(model_keys)}); use a new --run-dir")
+            data = merge_dicts(data, parse_overrides(args.overrides))
+            cfg = config_from_dict(data, str(saved))
+            saved.write_text(json.dumps(cfg.to_dict(), indent=2))
+            return cfg
+        return config_from_dict(data, str(saved))
     cfg = load_config(args.config, args.overrides)
     args.run.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(cfg.to_dict(), indent=2))
