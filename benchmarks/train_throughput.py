@@ -22,7 +22,7 @@ from jenbridge.losses.stft_loss import MultiResolutionSTFTLoss
 from jenbridge.models.builders import build_autoencoder, build_unet
 
 
-def _time(step, warmup: int, steps: int, device: torch.device) -> float:  # noqa: ANN001
+def _time(step, warmup: int, steps: int, device: torch.device) -> float:
     for _ in range(warmup):
         step()
     times = []

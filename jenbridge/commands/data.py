@@ -64,10 +64,35 @@ def _check_run(args: argparse.Namespace) -> int:
     return 0 if index.clips else 1
 
 
+def _shards_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="dataset folder to pack")
+    p.add_argument("--out", required=True, help="folder for shard-NNNNNN.tar files")
+    p.add_argument("--per-shard", type=int, default=500, help="clips per shard")
+    p.add_argument("--split", default="train", help="which split to pack")
+    p.add_argument("--sample-rate", type=int, default=48000)
+    p.add_argument("--min-seconds", type=float, default=1.0)
+
+
+def _shards_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jenbridge.data.index import scan_dataset
+    from jenbridge.data.shards import write_shards
+
+    index = scan_dataset(args.folder, args.sample_rate, args.min_seconds)
+    print("\n".join(index.report.lines()))
+    shards = write_shards(index, Path(args.out), args.per_shard, args.split)
+    if shards:
+        print(f"wrote {len(shards)} shards: {shards[0].parent}/shard-{{000000..{len(shards) - 1:06d}}}.tar")
+    return 0 if shards else 1
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                              Callable[[argparse.Namespace], int]]] = {
     "builtin": ("build the built-in dataset (procedural styles + music21 corpus, rendered "
                 "with FluidSynth)", _builtin_arguments, _builtin_run),
+    "shards": ("pack a dataset folder into WebDataset tar shards for streaming",
+               _shards_arguments, _shards_run),
     "check": ("check a dataset folder and print its summary: hours, files, what was skipped "
               "and why", _check_arguments, _check_run),
 }

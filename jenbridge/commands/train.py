@@ -17,7 +17,10 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--run-dir", dest="run", type=Path, required=True,
                    help="run folder (created; resumed if it exists)")
     if data:
-        p.add_argument("--data", type=Path, required=True, help="dataset folder (audio + manifest)")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--data", type=Path, help="dataset folder (audio + manifest)")
+        src.add_argument("--shards", help="WebDataset tar shards, e.g. 'dir/shard-{000000..000099}"
+                         ".tar' (from `jenbridge data shards`), streamed")
     p.add_argument("--steps", type=int, help="train until this step (default: the config's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
@@ -47,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--latents", type=Path, help="latent cache folder (from `cache-latents`)")
     src.add_argument("--data", type=Path, help="dataset folder (encoded on the fly)")
+    src.add_argument("--shards", help="WebDataset tar shards (encoded on the fly)")
     p = sub.add_parser("export-weights", help="weights-only EMA file (fp16) from a run")
     p.add_argument("--run-dir", dest="run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)

@@ -84,6 +84,28 @@ def audio_batches(index: DatasetIndex, sample_rate: int, channels: int, seconds:
     return batches
 
 
+def source_batches(args: argparse.Namespace, cfg: ModelConfig, seconds: float, batch: int,
+                   stop: int, d: Dist):
+    """start_step -> batches of audio crops, from a dataset folder or streamed tar shards."""
+    ae = cfg.autoencoder
+    if getattr(args, "shards", None):
+        from jenbridge.data.shards import ShardCrops
+
+        if batch % d.world:
+            raise ValueError(f"batch size {batch} is not divisible by {d.world} processes")
+        stream = ShardCrops(args.shards, ae.sample_rate, ae.channels, seconds, ae.latent_hop,
+                            seed=args.seed)
+
+        def streamed(start: int) -> Iterable[dict[str, Any]]:
+            return torch.utils.data.DataLoader(stream, batch_size=batch // d.world,
+                                               collate_fn=collate, num_workers=args.workers)
+
+        return streamed
+    index = dataset_index(args.data, args.run, ae.sample_rate, seconds, d.main)
+    return audio_batches(index, ae.sample_rate, ae.channels, seconds, ae.latent_hop, batch,
+                         args.seed, stop, d, args.workers)
+
+
 def _settings(args: argparse.Namespace, steps: int, tc: Any) -> LoopSettings:
     return LoopSettings(run=args.run, steps=args.steps or steps, seed=args.seed,
                         ema_decay=tc.ema_decay, log_every=tc.log_every,
@@ -96,13 +118,10 @@ def train_autoencoder(args: argparse.Namespace) -> int:
 
     cfg = run_config(args)
     d = init_distributed(args.device)
-    ae, tc = cfg.autoencoder, cfg.autoencoder_training
-    index = dataset_index(args.data, args.run, ae.sample_rate, tc.crop_seconds, d.main)
+    tc = cfg.autoencoder_training
     torch.manual_seed(args.seed)  # same initial weights on every rank and every fresh start
     task = AutoencoderTask(cfg, d)
-    batches = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds, ae.latent_hop,
-                            tc.batch_size,
-                            args.seed, args.steps or tc.steps, d, args.workers)
+    batches = source_batches(args, cfg, tc.crop_seconds, tc.batch_size, args.steps or tc.steps, d)
     task.probe = next(iter(batches(0)))["audio"][:1]  # fixed example for audio samples
     try:
         train(task, batches, _settings(args, tc.steps, tc), cfg, d)
@@ -158,10 +177,7 @@ def train_diffusion(args: argparse.Namespace) -> int:
         batches = latent_batches(args.latents, task.crop_frames, tc.batch_size, args.seed, stop,
                                  d, args.workers)
     else:
-        ae = cfg.autoencoder
-        index = dataset_index(args.data, args.run, ae.sample_rate, tc.crop_seconds, d.main)
-        audio = audio_batches(index, ae.sample_rate, ae.channels, tc.crop_seconds,
-                              ae.latent_hop, tc.batch_size, args.seed, stop, d, args.workers)
+        audio = source_batches(args, cfg, tc.crop_seconds, tc.batch_size, stop, d)
 
         def batches(start: int) -> Iterator[dict[str, Any]]:
             for b in audio(start):
