@@ -1,0 +1,12 @@
+"""Export trained JEN-1 models to an ONNX model bundle (jenbridge/bundle.py) for the torch-free
+engine, and check the bundle's parity with torch.
+
+  sources.py        the torch models: trained weights files, or random weights
+  graphs.py         export of each graph (dynamo exporter, dynamic batch/length, single file)
+  fp16.py           fp16 weight storage (Cast to fp32 in the graph, folded by ONNX Runtime)
+  bundle_writer.py  the bundle folder, written atomically, with its manifest
+  parity.py         ONNX Runtime vs torch, per graph and through the whole sampler pipeline
+  quantize.py       dynamic int8 variants (MatMul/Gemm), measured, not shipped
+
+Command line: `python -m onnx_export ...` = `jenbridge export ...`.
+"""

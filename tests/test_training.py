@@ -119,7 +119,7 @@ def test_latent_cache_and_diffusion_resume(tmp_path: Path, dataset: Path,
     with safe_open(str(out), framework="pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open API)
     assert torch.float16 in dtypes and torch.float32 not in dtypes
-    unet, w = load_model(out)
+    _, w = load_model(out)
     assert w.kind == "diffusion" and w.step == 4
 
 

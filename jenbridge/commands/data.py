@@ -83,7 +83,8 @@ def _shards_run(args: argparse.Namespace) -> int:
     print("\n".join(index.report.lines()))
     shards = write_shards(index, Path(args.out), args.per_shard, args.split)
     if shards:
-        print(f"wrote {len(shards)} shards: {shards[0].parent}/shard-{{000000..{len(shards) - 1:06d}}}.tar")
+        last = f"{len(shards) - 1:06d}"
+        print(f"wrote {len(shards)} shards: {shards[0].parent}/shard-{{000000..{last}}}.tar")
     return 0 if shards else 1
 
 
