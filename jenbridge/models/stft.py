@@ -50,6 +50,9 @@ def _dft_basis(n_fft: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 class STFT(nn.Module):
     """Waveform (B, 1, N) -> spectrum (B, 2F, N/hop), re then im; N a multiple of hop."""
 
+    basis: torch.Tensor
+    window: torch.Tensor
+
     def __init__(self, n_fft: int, hop: int):
         super().__init__()
         _check(n_fft, hop)
@@ -76,6 +79,10 @@ class STFT(nn.Module):
 
 class ISTFT(nn.Module):
     """Spectrum (B, 2F, S), re then im -> waveform (B, 1, S*hop); inverse of `STFT`."""
+
+    basis: torch.Tensor
+    window: torch.Tensor
+    window_sq: torch.Tensor
 
     def __init__(self, n_fft: int, hop: int):
         super().__init__()
