@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "configs": ("validate model configs and show their sizes", "jenbridge.commands.configs"),
     "data": ("build the built-in dataset, check a dataset", "jenbridge.commands.data"),
     "train": ("train the autoencoder or the diffusion model", "jenbridge.commands.train"),
+    "export": ("export trained (or random) weights to an ONNX model bundle",
+               "jenbridge.commands.export"),
 }
 
 

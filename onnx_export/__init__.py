@@ -3,6 +3,7 @@ engine, and check the bundle's parity with torch.
 
   sources.py        the torch models: trained weights files, or random weights
   graphs.py         export of each graph (dynamo exporter, dynamic batch/length, single file)
+  files.py          ONNX files on disk: 2 GB limit, external data, single-file folding
   fp16.py           fp16 weight storage (Cast to fp32 in the graph, folded by ONNX Runtime)
   bundle_writer.py  the bundle folder, written atomically, with its manifest
   parity.py         ONNX Runtime vs torch, per graph and through the whole sampler pipeline

@@ -275,6 +275,7 @@ def export_onnx(encoder: TextEncoder, path: str | Path, opset: int = 18) -> Path
         dynamic_shapes={"input_ids": axes, "attention_mask": axes},
         opset_version=opset,
         dynamo=True,
+        verbose=False,
         external_data=n_bytes > 2**31 - 2**27,  # headroom for the graph itself
     )
     return path
