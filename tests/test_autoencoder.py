@@ -54,7 +54,7 @@ def _with_stats(ae: Autoencoder, seed: int = 0) -> Autoencoder:
 # ---- shapes -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "latent_hop"), [("tiny", 512), ("small", 2048)])
+@pytest.mark.parametrize(("name", "latent_hop"), [("tiny", 128), ("small", 2048)])
 def test_shapes_and_latent_rate(name: str, latent_hop: int) -> None:
     cfg = load_config(name).autoencoder
     torch.manual_seed(0)
@@ -266,13 +266,12 @@ def test_losses_behave() -> None:
 
 
 def test_tiny_autoencoder_learns_music(music_clip, tiny_config) -> None:
-    """A few hundred AdamW steps on random crops of the clip cut the MR-STFT loss well down.
+    """1000 AdamW steps on random crops of a 3 s music clip cut the MR-STFT loss 5x or more.
 
-    The full clip is scored in eval mode (no masking) before and after. Measured here: about
-    3.7 -> 1.1-1.2 (3.1-3.3x over seeds). A 5x cut needs phase-exact reconstruction of the
-    loud partials, which the tiny latent (8 channels at 93.75 Hz, 128x fewer numbers than the
-    audio) cannot hold after 300 steps; a 0.6 M-parameter waveform conv stack does no better
-    in the same steps (3.6x, from a higher start, at 2.3x the cost per step).
+    The full clip is scored in eval mode (no masking) before and after. Measured: 3.283 ->
+    0.631 (5.2x) with the tiny config (32 latent channels at 375 Hz); the curve is still
+    falling (0.76 at 400 steps, 0.66 at 800). With 8 channels at 94 Hz it plateaued near 3x,
+    limited by phase: a 0.6 M-parameter waveform conv stack did no better (3.6x at 300 steps).
     """
     audio, sr = music_clip
     assert sr == tiny_config.autoencoder.sample_rate
@@ -296,7 +295,8 @@ def test_tiny_autoencoder_learns_music(music_clip, tiny_config) -> None:
                             weight_decay=rec.weight_decay)  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     start, t0 = score(), time.perf_counter()
-    for _ in range(300):
+    steps = 1000
+    for _ in range(steps):
         offsets = torch.randint(0, clip.shape[1] - crop, (rec.batch_size,), generator=gen)
         x = torch.stack([clip[:, o : o + crop] for o in offsets.tolist()])  # (B, 2, crop)
         recon, z = ae(x)
@@ -306,7 +306,7 @@ def test_tiny_autoencoder_learns_music(music_clip, tiny_config) -> None:
         torch.nn.utils.clip_grad_norm_(ae.parameters(), rec.grad_clip)
         opt.step()
     end = score()
-    print(f"MR-STFT loss {start:.3f} -> {end:.3f} ({start / end:.2f}x) in 300 steps, "
+    print(f"MR-STFT loss {start:.3f} -> {end:.3f} ({start / end:.2f}x) in {steps} steps, "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     assert np.isfinite(end)
-    assert start / end >= 2.5
+    assert start / end >= 5.0

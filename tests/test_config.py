@@ -67,7 +67,7 @@ def test_overrides() -> None:
 def test_configs_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["configs", "--params", "tiny", "paper"]) == 0
     out = capsys.readouterr().out
-    assert "tiny: latent 8 ch" in out and "U-Net 7" in out  # paper U-Net 7xx M params
+    assert "tiny: latent 32 ch" in out and "U-Net 7" in out  # paper U-Net 7xx M params
     assert main(["configs", "nonexistent"]) == 2
 
 
