@@ -164,3 +164,19 @@ def test_builtin_dataset_then_tiny_training(tmp_path: Path) -> None:
     assert (run / "tb").is_dir() and any((run / "tb").iterdir())  # TensorBoard logs
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows][-1] == 5 and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_fresh_run_from_committed_weights(tmp_path: Path, dataset: Path, ae_run: Path) -> None:
+    """A new machine: the committed EMA fp16 weights seed a fresh run at their step."""
+    weights = tmp_path / "ae.fp16.safetensors"
+    assert main(["train", "export-weights", "--run-dir", str(ae_run), "--out", str(weights)]) == 0
+    run = tmp_path / "fresh"
+    assert main(["train", "autoencoder", "--config", "tiny", "--data", str(dataset), "--run-dir",
+                 str(run), "--steps", "6", "--workers", "0", "--no-progress",
+                 "--init-from", str(weights), "--set", "autoencoder_training.log_every=1",
+                 "--set", "autoencoder_training.sample_every=0"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 6]  # continued from step 4, not from 0
+    bad = tmp_path / "bad"
+    assert main(["train", "autoencoder", "--config", "small", "--data", str(dataset),
+                 "--run-dir", str(bad), "--steps", "6", "--init-from", str(weights)]) == 2

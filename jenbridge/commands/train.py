@@ -27,6 +27,8 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--init-from", type=Path,
+                   help="weights file to start a fresh run from (e.g. the committed EMA weights)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

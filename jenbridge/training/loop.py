@@ -22,7 +22,12 @@ import torch
 from torch import nn
 
 from jenbridge.config import ModelConfig
-from jenbridge.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from jenbridge.training.checkpoint import (
+    WeightsFile,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from jenbridge.training.distributed import Dist, all_reduce_mean, barrier, replica_checksums
 from jenbridge.training.ema import EMA
 
@@ -85,7 +90,8 @@ def _writer(settings: LoopSettings, d: Dist) -> Any:
 
 
 def train(task: TrainTask, batches: Callable[[int], Iterable[dict[str, Any]]],
-          settings: LoopSettings, config: ModelConfig, d: Dist) -> list[dict[str, float]]:
+          settings: LoopSettings, config: ModelConfig, d: Dist,
+          init: WeightsFile | None = None) -> list[dict[str, float]]:
     """Run steps [resume point, settings.steps). `batches(start)` yields one batch per step.
 
     Returns the logged metrics of every step run (for tests and reports).
@@ -93,6 +99,15 @@ def train(task: TrainTask, batches: Callable[[int], Iterable[dict[str, Any]]],
     settings.run.mkdir(parents=True, exist_ok=True)
     ema = EMA(task.model, settings.ema_decay)
     start = resume_step(task, ema, settings.run)
+    if start == 0 and init is not None:
+        # a fresh run seeded from shipped weights (e.g. the committed EMA checkpoint on a new
+        # machine): weights and step continue, the optimizer starts anew
+        if init.kind != task.kind:
+            raise ValueError(f"--init-from holds {init.kind} weights, this run trains {task.kind}")
+        task.model.load_state_dict(init.state)
+        ema.shadow.load_state_dict(init.state)
+        start = init.step
+        log.info("initialized %s from weights at step %d", task.kind, start)
     writer = _writer(settings, d)
     history: list[dict[str, float]] = []
     if start >= settings.steps:

@@ -106,6 +106,19 @@ def source_batches(args: argparse.Namespace, cfg: ModelConfig, seconds: float, b
                          args.seed, stop, d, args.workers)
 
 
+def _init(args: argparse.Namespace, cfg: ModelConfig) -> Any:
+    """The --init-from weights, checked to be of this run's model config."""
+    if not getattr(args, "init_from", None):
+        return None
+    from jenbridge.training.checkpoint import read_weights
+
+    w = read_weights(args.init_from)
+    section = "autoencoder" if w.kind == "autoencoder" else "unet"
+    if getattr(w.config, section) != getattr(cfg, section):
+        raise ValueError(f"{args.init_from}: its {section} config differs from this run's")
+    return w
+
+
 def _settings(args: argparse.Namespace, steps: int, tc: Any) -> LoopSettings:
     return LoopSettings(run=args.run, steps=args.steps or steps, seed=args.seed,
                         ema_decay=tc.ema_decay, log_every=tc.log_every,
@@ -124,7 +137,7 @@ def train_autoencoder(args: argparse.Namespace) -> int:
     batches = source_batches(args, cfg, tc.crop_seconds, tc.batch_size, args.steps or tc.steps, d)
     task.probe = next(iter(batches(0)))["audio"][:1]  # fixed example for audio samples
     try:
-        train(task, batches, _settings(args, tc.steps, tc), cfg, d)
+        train(task, batches, _settings(args, tc.steps, tc), cfg, d, _init(args, cfg))
     finally:
         shutdown(d)
     return 0
@@ -184,7 +197,7 @@ def train_diffusion(args: argparse.Namespace) -> int:
                 yield task.encode_batch(b)
 
     try:
-        train(task, batches, _settings(args, tc.steps, tc), cfg, d)
+        train(task, batches, _settings(args, tc.steps, tc), cfg, d, _init(args, cfg))
     finally:
         shutdown(d)
     return 0
