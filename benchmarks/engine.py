@@ -15,7 +15,8 @@ processes, so each one's peak memory is its own:
 The measured U-Net time per call is extrapolated to the config's default steps:
   total = text + (U-Net per call) x default steps x windows + decoder + resample
 (`resample` is the same numpy code on both sides and is taken from the ORT run). Both
-backends run with the same number of CPU threads.
+backends run with the same number of CPU threads, neither spin-waiting (the engine turns ORT's
+spinning off; the torch worker runs with OMP_WAIT_POLICY=PASSIVE).
 
   python benchmarks/engine.py [--configs tiny small paper] [--bundles DIR] [--seconds 10]
                               [--steps 3] [--threads N] [--no-paper] [--no-torch]
@@ -159,8 +160,12 @@ def torch_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_worker(argv: list[str], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    # OpenMP threads sleep instead of spinning, like the engine's ORT sessions: on a shared CPU
+    # torch's spinning team is otherwise many times slower (one thread waits for a descheduled
+    # one at every barrier)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         env=env)
     if out.returncode != 0:
         raise RuntimeError(f"worker {argv[:2]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,6 +15,12 @@ import sys
 # name -> (help, module). The module defines `add_arguments(parser)` and `run(args) -> int`, and
 # keeps its top-level imports light (argparse, pathlib): heavy imports go inside `run`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("make music from a text prompt (text-to-music)", "jenbridge.commands.generate"),
+    "inpaint": ("regenerate regions of an audio file, keeping the rest bit-exact",
+                "jenbridge.commands.generate"),
+    "continue": ("append music after an audio file", "jenbridge.commands.generate"),
+    "extend": ("prepend music before an audio file", "jenbridge.commands.generate"),
+    "vary": ("make a variation of an audio file", "jenbridge.commands.generate"),
     "configs": ("validate model configs and show their sizes", "jenbridge.commands.configs"),
     "data": ("build the built-in dataset, check a dataset", "jenbridge.commands.data"),
     "train": ("train the autoencoder or the diffusion model", "jenbridge.commands.train"),

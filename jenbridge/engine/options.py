@@ -1,0 +1,138 @@
+"""Per-request options of the engine, validated into one frozen record.
+
+Every public engine call takes the same sampling options; `resolve_options` checks them and
+fills the bundle's defaults, raising ValueError with the option's name on a bad value:
+
+- seed: None (a fresh random seed, reported in the Result) or an int in [0, 2**63).
+- steps: sampler steps, 1..timesteps (bundle default, e.g. 25 for `small`).
+- guidance: classifier-free guidance scale >= 0 (1 = conditional only, 0 = unconditional).
+- sampler: "ddim" or "dpmpp_2m" (jenbridge.diffusion.samplers.SAMPLERS).
+- bpm / key / meter: musical conditions (jenbridge.conditions): None or 0 = unset (null);
+  bpm in 20..400, key a name like "A minor" / "F#m" / "none" or a code, meter 1..16 or "7/8".
+  A meter of 0 is refused: leave it None to unset it.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jenbridge.bundle import SamplerDefaults
+from jenbridge.conditions import MusicalConditions, check_bpm, check_meter, key_code
+from jenbridge.diffusion.samplers import SAMPLERS
+
+Progress = Callable[[float, str], None]
+ShouldStop = Callable[[], bool]
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated sampling options of one request (see the module docstring)."""
+
+    seed: int
+    steps: int
+    guidance: float
+    sampler: str
+    conditions: MusicalConditions
+
+
+def check_prompt(prompt: object) -> str:
+    """A prompt must be a string (the empty string asks for no text condition's content)."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+    return prompt
+
+
+def _seed(seed: object) -> int:
+    if seed is None:
+        return secrets.randbits(63)
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be a whole number or None, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
+    return seed
+
+
+def _steps(steps: object, default: int, timesteps: int) -> int:
+    if steps is None:
+        return default
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise ValueError(f"steps must be a whole number, got {steps!r}")
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must be in 1..{timesteps}, got {steps}")
+    return steps
+
+
+def _guidance(guidance: object, default: float) -> float:
+    if guidance is None:
+        return default
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)):
+        raise ValueError(f"guidance must be a number, got {guidance!r}")
+    value = float(guidance)
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"guidance must be a finite number >= 0, got {value}")
+    return value
+
+
+def _sampler(sampler: object, default: str) -> str:
+    if sampler is None:
+        return default
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    return sampler
+
+
+def resolve_options(
+    defaults: SamplerDefaults,
+    seed: Any = None,
+    steps: Any = None,
+    guidance: Any = None,
+    sampler: Any = None,
+    bpm: Any = None,
+    key: Any = None,
+    meter: Any = None,
+) -> Options:
+    """Check one request's options and fill the bundle's sampler defaults."""
+    conditions = MusicalConditions(check_bpm(bpm), key_code(key), check_meter(meter))
+    return Options(
+        seed=_seed(seed),
+        steps=_steps(steps, defaults.steps, defaults.timesteps),
+        guidance=_guidance(guidance, defaults.guidance),
+        sampler=_sampler(sampler, defaults.sampler),
+        conditions=conditions,
+    )
+
+
+def check_callbacks(progress: object, should_stop: object) -> None:
+    """progress and should_stop must each be callable or None."""
+    for name, fn in (("progress", progress), ("should_stop", should_stop)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be callable or None, got {type(fn).__name__}")
+
+
+def check_strength(strength: object) -> float:
+    """Variation strength: a number in [0, 1] (0 = the input back, 1 = a fresh generation)."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+    value = float(strength)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"strength must be in [0, 1], got {value}")
+    return value
+
+
+def check_crossfade(crossfade: object) -> float:
+    """Crossfade length in seconds: a number in [0, 1]."""
+    if isinstance(crossfade, bool) or not isinstance(crossfade, (int, float)):
+        raise ValueError(f"crossfade must be a number of seconds, got {crossfade!r}")
+    value = float(crossfade)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"crossfade must be in 0..1 seconds, got {value}")
+    return value
