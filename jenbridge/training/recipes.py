@@ -30,10 +30,16 @@ from jenbridge.training.loop import LoopSettings, train
 log = logging.getLogger("jenbridge.train")
 
 
-def run_config(args: argparse.Namespace) -> ModelConfig:
-    """The run's config: saved in RUN/config.json at the first start and reused on resume."""
+def run_config(args: argparse.Namespace, main: bool = True) -> ModelConfig:
+    """The run's config: saved in RUN/config.json at the first start and reused on resume.
+
+    Resuming means the run has a checkpoint; before that, the command line decides (so every
+    torchrun rank computes the same config from its arguments, and only rank 0 writes it).
+    """
+    from jenbridge.training.checkpoint import latest_checkpoint
+
     saved = args.run / "config.json"
-    if saved.is_file():
+    if saved.is_file() and latest_checkpoint(args.run) is not None:
         data = json.loads(saved.read_text())
         if args.overrides:
             # the model must stay what the checkpoints hold; training settings may change
@@ -43,12 +49,14 @@ def run_config(args: argparse.Namespace) -> ModelConfig:
                                  f"({', '.join(model_keys)}); use a new --run-dir")
             data = merge_dicts(data, parse_overrides(args.overrides))
             cfg = config_from_dict(data, str(saved))
-            saved.write_text(json.dumps(cfg.to_dict(), indent=2))
+            if main:
+                saved.write_text(json.dumps(cfg.to_dict(), indent=2))
             return cfg
         return config_from_dict(data, str(saved))
     cfg = load_config(args.config, args.overrides)
-    args.run.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(cfg.to_dict(), indent=2))
+    if main:
+        args.run.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(cfg.to_dict(), indent=2))
     return cfg
 
 
@@ -129,8 +137,8 @@ def _settings(args: argparse.Namespace, steps: int, tc: Any) -> LoopSettings:
 def train_autoencoder(args: argparse.Namespace) -> int:
     from jenbridge.training.autoencoder_task import AutoencoderTask
 
-    cfg = run_config(args)
     d = init_distributed(args.device)
+    cfg = run_config(args, d.main)
     tc = cfg.autoencoder_training
     torch.manual_seed(args.seed)  # same initial weights on every rank and every fresh start
     task = AutoencoderTask(cfg, d)
@@ -180,8 +188,8 @@ def cache_latents(args: argparse.Namespace) -> int:
 def train_diffusion(args: argparse.Namespace) -> int:
     from jenbridge.training.diffusion_task import DiffusionTask, latent_batches
 
-    cfg = run_config(args)
     d = init_distributed(args.device)
+    cfg = run_config(args, d.main)
     torch.manual_seed(args.seed)
     task = DiffusionTask(cfg, args.autoencoder, d)
     tc = cfg.diffusion_training
