@@ -15,6 +15,10 @@ STAGES=${STAGES:-"data autoencoder stats latents diffusion export"}
 mkdir -p "$RUNS"
 jb() { python -m jenbridge "$@"; }
 ae_steps=(); [ -n "${AE_STEPS:-}" ] && ae_steps=(--steps "$AE_STEPS")
+# On a fresh machine, continue from the weights committed at the last milestone (EMA, fp16).
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SEED_AE=$REPO/weights/small/autoencoder.ema.fp16.safetensors
+[ -f "$SEED_AE" ] && ae_steps+=(--init-from "$SEED_AE")
 diff_steps=(); [ -n "${DIFF_STEPS:-}" ] && diff_steps=(--steps "$DIFF_STEPS")
 
 for stage in $STAGES; do
@@ -29,9 +33,8 @@ for stage in $STAGES; do
     diffusion) jb train diffusion --config small --autoencoder "$RUNS/ae/autoencoder.safetensors" \
         --latents "$RUNS/latents" --run-dir "$RUNS/diffusion" --threads "$THREADS" --workers 1 \
         --no-progress "${diff_steps[@]}" ;;
-    export) jb train export-weights --run-dir "$RUNS/diffusion" --out "$RUNS/diffusion.fp16.safetensors"
-            jb train export-weights --run-dir "$RUNS/ae/autoencoder.safetensors" \
-               --out "$RUNS/autoencoder.fp16.safetensors" ;;
+    export) jb train export-weights --run-dir "$RUNS/ae" --out "$REPO/weights/small/autoencoder.ema.fp16.safetensors"
+            jb train export-weights --run-dir "$RUNS/diffusion" --out "$REPO/weights/small/diffusion.ema.fp16.safetensors" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
