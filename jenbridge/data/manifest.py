@@ -93,7 +93,7 @@ def _entry(root: Path, row: dict[str, Any], problems: ManifestProblems) -> Entry
             continue
         try:
             if name == "bpm":
-                value = float(value)
+                value = float(value)  # type: ignore[arg-type]  # str or number; ValueError below
             elif name == "meter" and isinstance(value, str) and value.strip().isdigit():
                 value = int(value)
             codes[name] = parse(value)

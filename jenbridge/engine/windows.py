@@ -121,9 +121,9 @@ def codec_margin(config: dict[str, Any]) -> int:
     convs; converted to latent frames, plus 2 to spare. DEFAULT_MARGIN when the config lacks
     the autoencoder fields.
     """
-    ae = config.get("autoencoder") if isinstance(config, dict) else None
+    ae: Any = config.get("autoencoder") if isinstance(config, dict) else None
     try:
-        stride = math.prod(int(d) for d in ae["downsample"])
+        stride = math.prod([int(d) for d in ae["downsample"]])
         blocks = max(int(ae["encoder_blocks"]), int(ae["decoder_blocks"]))
         reach = int(ae["n_fft"]) / (2 * int(ae["hop"])) + 3 * blocks + stride
         return int(math.ceil(reach / stride)) + 2

@@ -50,6 +50,7 @@ class AutoencoderTask:
             self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=self.tc.lr,
                                            betas=tuple(self.tc.betas),  # type: ignore[arg-type]
                                            weight_decay=self.tc.weight_decay)
+        self.probe: torch.Tensor | None = None  # fixed example reconstructed in audio samples
         self.examples_per_step = self.tc.batch_size
         self.seconds_per_example = self.tc.crop_seconds
 
@@ -105,11 +106,11 @@ class AutoencoderTask:
         """Reconstruct the first example of a fixed probe batch; WAV + TensorBoard audio."""
         import soundfile as sf
 
-        probe = getattr(self, "probe", None)
-        if probe is None:
+        if self.probe is None:
             return
-        audio = probe.to(self.d.device)
-        recon = ema(audio)[0] if ema.training else ema.decode(ema.encode(audio))
+        audio = self.probe.to(self.d.device)
+        model: Any = ema  # the EMA copy of the Autoencoder (always in eval mode)
+        recon = model.decode(model.encode(audio))
         out.mkdir(parents=True, exist_ok=True)
         pair = torch.cat([audio[0], recon[0].float()], dim=-1).clamp(-1, 1).cpu().numpy()
         sf.write(str(out / f"ae_step{step:08d}.wav"), pair.T, self.cfg.autoencoder.sample_rate)

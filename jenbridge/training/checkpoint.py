@@ -87,7 +87,7 @@ def build_from_weights(w: WeightsFile) -> nn.Module:
     return model.eval()
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, WeightsFile]:
+def load_model(path: str | Path) -> tuple[Any, WeightsFile]:
     """Weights file, checkpoint directory or run folder (its latest checkpoint's EMA) -> model."""
     path = Path(path)
     if path.is_dir():

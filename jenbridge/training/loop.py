@@ -36,9 +36,11 @@ log = logging.getLogger("jenbridge.train")
 
 class TrainTask(Protocol):
     kind: str  # "autoencoder" | "diffusion"
-    model: nn.Module  # the raw (unwrapped) model whose weights are saved
     examples_per_step: int  # global examples per optimizer step
     seconds_per_example: float  # audio seconds per example (throughput in audio-s/s)
+
+    @property
+    def model(self) -> nn.Module: ...  # the raw (unwrapped) model whose weights are saved
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]: ...
     def state_dict(self) -> dict[str, Any]: ...  # optimizers, extra trained modules

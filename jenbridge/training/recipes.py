@@ -166,7 +166,7 @@ def gather_stats(args: argparse.Namespace) -> int:
     sampler = StepBatchSampler([c.seconds for c in index.split("train")], 1, 12345, 0, n)
     stats = LatentStats(ae.latent_channels)
     for reqs in sampler:
-        audio = dataset[reqs[0]]["audio"][None]
+        audio = torch.as_tensor(dataset[reqs[0]]["audio"])[None]
         stats.update(model.encode(audio))
     kept = model.norm.set_stats(stats.mean, stats.cov, ae.variance_kept)
     out = args.run / "autoencoder.safetensors"
