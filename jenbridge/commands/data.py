@@ -53,13 +53,15 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-seconds", type=float, default=1.0, help="shorter files are skipped")
     p.add_argument("--headers-only", action="store_true",
                    help="read headers only (fast; does not find silent or corrupt bodies)")
+    p.add_argument("--estimate", action="store_true",
+                   help="estimate missing bpm and key from the audio (librosa), marked estimated")
 
 
 def _check_run(args: argparse.Namespace) -> int:
     from jenbridge.data.index import scan_dataset
 
     index = scan_dataset(args.folder, args.sample_rate, args.min_seconds,
-                         check_audio=not args.headers_only)
+                         check_audio=not args.headers_only, estimate=args.estimate)
     print("\n".join(index.report.lines()))
     return 0 if index.clips else 1
 

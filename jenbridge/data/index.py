@@ -7,17 +7,18 @@ and counted by reason; files at another sample rate are kept (resampled when rea
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jenbridge.conditions import BPM_MAX, BPM_MIN
 from jenbridge.data.audio import AudioError, probe, read_audio, rms_db
 from jenbridge.data.manifest import Entry, read_manifest
 
 SILENCE_DB = -60.0
+ESTIMATE_SECONDS = 30.0  # audio read per clip to estimate a missing bpm / key (scan estimate)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Clip:
     split: str
     sample_rate: int
     frames: int  # at the file's own sample rate
+    estimated: tuple[str, ...] = ()  # tags filled in from the audio ("bpm", "key"), not given
 
     @property
     def seconds(self) -> float:
@@ -50,6 +52,8 @@ class DatasetReport:
     with_bpm: int = 0
     with_key: int = 0
     with_meter: int = 0
+    estimated_bpm: int = 0  # clips whose bpm / key were estimated from the audio (scan estimate)
+    estimated_key: int = 0
 
     def skip(self, reason: str, what: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -65,6 +69,9 @@ class DatasetReport:
                    f"{self.missing_caption}   unusable bpm/key/meter values: {self.unusable_tags}")
         out.append(f"with bpm: {self.with_bpm}   with key: {self.with_key}   "
                    f"with meter: {self.with_meter}")
+        if self.estimated_bpm or self.estimated_key:
+            out.append(f"estimated from audio (not in the manifest): bpm {self.estimated_bpm}   "
+                       f"key {self.estimated_key}")
         for reason, n in sorted(self.skipped.items()):
             out.append(f"skipped ({reason}): {n}   e.g. {', '.join(self.examples[reason])}")
         return out
@@ -90,7 +97,8 @@ class DatasetIndex:
     @classmethod
     def load(cls, path: Path) -> DatasetIndex:
         data: dict[str, Any] = json.loads(path.read_text())
-        return cls(data["root"], data["sample_rate"], [Clip(**c) for c in data["clips"]],
+        clips = [Clip(**{**c, "estimated": tuple(c.get("estimated", ()))}) for c in data["clips"]]
+        return cls(data["root"], data["sample_rate"], clips,
                    DatasetReport(**data["report"]))
 
 
@@ -106,8 +114,14 @@ def _check_levels(path: Path) -> str | None:
 
 
 def scan_dataset(root: str | Path, sample_rate: int, min_seconds: float,
-                 check_audio: bool = True) -> DatasetIndex:
-    """Index a dataset folder. check_audio decodes every file (finds silent/corrupt bodies)."""
+                 check_audio: bool = True, estimate: bool = False) -> DatasetIndex:
+    """Index a dataset folder. check_audio decodes every file (finds silent/corrupt bodies).
+
+    estimate: fill a missing bpm and/or key (0 in the manifest) from the first ESTIMATE_SECONDS
+    of each usable clip (jenbridge.music); such clips list the tags in Clip.estimated and are
+    counted in report.estimated_bpm / estimated_key. The bpm is the beat tracker's pulse (it
+    may be half or double the manifest convention, e.g. eighth notes for x/8 meters).
+    """
     entries, problems = read_manifest(root)
     report = DatasetReport(files=len(entries) + sum(len(v) for v in problems.rejected.values()),
                            missing_caption=problems.missing_caption,
@@ -119,18 +133,43 @@ def scan_dataset(root: str | Path, sample_rate: int, min_seconds: float,
     seen: set[str] = set()
     for e in entries:
         clip = _clip(e, sample_rate, min_seconds, check_audio, report, seen)
+        if clip is not None and estimate and (clip.bpm == 0 or clip.key == 0):
+            clip = _estimate_tags(clip, report)
         if clip is not None:
             clips.append(clip)
     report.usable = len(clips)
     report.hours = sum(c.seconds for c in clips) / 3600.0
-    hours: Counter[str] = Counter()
+    hours: dict[str, float] = {}
     for c in clips:
+        hours.setdefault(c.split, 0.0)
         hours[c.split] += c.seconds / 3600.0
-    report.hours_by_split = dict(hours)
+    report.hours_by_split = hours
     report.with_bpm = sum(c.bpm > 0 for c in clips)
     report.with_key = sum(c.key > 0 for c in clips)
     report.with_meter = sum(c.meter > 0 for c in clips)
     return DatasetIndex(str(Path(root).resolve()), sample_rate, clips, report)
+
+
+def _estimate_tags(clip: Clip, report: DatasetReport) -> Clip:
+    """Clip with a missing bpm / key estimated from its audio (unchanged if it can't be)."""
+    from jenbridge.music import estimate_key, estimate_tempo
+
+    try:
+        audio, sr = read_audio(clip.path, seconds=min(clip.seconds, ESTIMATE_SECONDS))
+        bpm = estimate_tempo(audio, sr).bpm if clip.bpm == 0 else clip.bpm
+        key = estimate_key(audio, sr).code if clip.key == 0 else clip.key
+    except (AudioError, ValueError):
+        return clip
+    estimated = list(clip.estimated)
+    if clip.bpm == 0 and BPM_MIN <= bpm <= BPM_MAX:
+        estimated.append("bpm")
+        report.estimated_bpm += 1
+    else:
+        bpm = clip.bpm
+    if clip.key == 0 and key != 0:
+        estimated.append("key")
+        report.estimated_key += 1
+    return replace(clip, bpm=round(float(bpm), 2), key=int(key), estimated=tuple(estimated))
 
 
 def _clip(e: Entry, sample_rate: int, min_seconds: float, check_audio: bool,
