@@ -72,5 +72,8 @@ def replica_checksums(model: torch.nn.Module, d: Dist) -> list[float]:
 
 
 def shutdown(d: Dist) -> None:
+    """Leave the process group together: a rank that tears down its gloo connections while a
+    peer is still finishing (writing the last checkpoint) can make that peer abort."""
     if d.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
