@@ -130,7 +130,7 @@ def train(task: TrainTask, batches: Callable[[int], Iterable[dict[str, Any]]],
             logs["loss"] = float(all_reduce_mean(torch.tensor(logs["loss"]), d))
         if not all(math.isfinite(v) for v in logs.values()):
             raise FloatingPointError(f"non-finite loss at step {step}: {logs}")
-        ema.update(task.model)
+        ema.update(task.model, step)
         history.append(logs)
         done_since += 1
         n = step + 1
