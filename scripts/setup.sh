@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-APT_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 libsndfile1 liblo-tools)
+APT_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 libsndfile1 liblo-tools jackd2 jack-capture)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
