@@ -15,6 +15,7 @@ import sys
 # name -> (help, module). The module defines `add_arguments(parser)` and `run(args) -> int`, and
 # keeps its top-level imports light (argparse, pathlib): heavy imports go inside `run`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("run the OSC daemon a DAW talks to (docs/osc.md)", "jenbridge.commands.serve"),
     "generate": ("make music from a text prompt (text-to-music)", "jenbridge.commands.generate"),
     "inpaint": ("regenerate regions of an audio file, keeping the rest bit-exact",
                 "jenbridge.commands.generate"),

@@ -1,0 +1,336 @@
+"""The OSC/UDP server: receive, dispatch by address, validate, queue, reply.
+
+One thread receives datagrams (up to 65,507 bytes: the largest UDP payload over IPv4, far past
+python-osc's default 8,192-byte `max_packet_size`, above which its servers drop datagrams
+silently) and parses them with python-osc's packet parser; bundles are unpacked and every
+message in them is handled. Handlers are plain functions `handler(server, args, sender)`
+registered in ADDRESSES; each answers its request with exactly one final reply, from this
+socket (so a client replying to the source address, like Pd's `[netsend -u -b]`, hears it):
+
+  the declared reply port: a request's `reply_port` pair, else the config's reply_port,
+  on the sender's host; otherwise the sender's own address. Never more than one endpoint.
+
+Reply arguments are `i`, `f` and `s` only (Pd's [oscparse] drops a whole message that holds one
+`d` or `h`): 64-bit quantities (seeds, exact positions) travel as strings or as two `i`.
+Job replies come from the worker thread through `report` and `progress`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket, ParseError
+
+from jenbridge import __version__
+from jenbridge.daemon import protocol
+from jenbridge.daemon.config import Allowed, DaemonConfig
+from jenbridge.daemon.jobs import Job, JobFailed, JobQueue
+from jenbridge.daemon.outputs import Metadata, write_output
+from jenbridge.daemon.protocol import Context, RequestError
+
+log = logging.getLogger("jenbridge.daemon")
+MAX_DATAGRAM = 65507
+PROGRESS_INTERVAL = 0.05  # seconds between /jb/progress replies of one job
+MAX_STATUS_ROWS = 200  # keeps a /jb/status reply far below one datagram
+
+Handler = Callable[["Server", list[Any], tuple[str, int]], None]
+
+
+class Server:
+    """The daemon: a bound UDP socket, the engine, the job queue and the address table."""
+
+    def __init__(self, engine: Any, config: DaemonConfig, bundle: Path) -> None:
+        self.engine = engine
+        self.config = config
+        self.bundle = bundle
+        self.model_name = str(engine.manifest.name)
+        self.output_dir = Path(config.output_dir).expanduser().resolve()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.allowed = Allowed((*config.allow, self.output_dir))
+        self.context = Context(config, self.allowed, engine.manifest.sampler)
+        self.stopping = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((config.host, config.port))
+        self.sock.settimeout(0.1)
+        self.address = self.sock.getsockname()
+        self.queue = JobQueue(config.queue_size, self.run_job, self.report)
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Handle datagrams until `request_stop`; then stop the queue and close the socket."""
+        try:
+            while not self.stopping:
+                try:
+                    data, sender = self.sock.recvfrom(MAX_DATAGRAM + 1)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    if self.stopping:
+                        break
+                    raise
+                self.handle_datagram(data, sender)
+        finally:
+            self.queue.stop()
+            self.sock.close()
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: set flags only (no locks)."""
+        self.stopping = True
+        running = self.queue.running
+        if running is not None:
+            running.cancel.set()
+
+    def handle_datagram(self, data: bytes, sender: tuple[str, int]) -> None:
+        try:
+            messages = [m.message for m in OscPacket(data).messages]
+        except ParseError as err:
+            self.send(self.endpoint(sender, None), "/jb/error",
+                      ("", "malformed", f"not an OSC packet: {err}"[:300]))
+            return
+        for msg in messages:
+            self.handle_message(msg.address, list(msg.params), sender)
+
+    def handle_message(self, address: str, args: list[Any], sender: tuple[str, int]) -> None:
+        """Dispatch one message; every failure becomes one /jb/error reply."""
+        log.debug("%s %s from %s", address, args[:8], sender)
+        handler = ADDRESSES.get(address)
+        try:
+            if handler is None:
+                raise RequestError("unknown_address", f"unknown address {address[:100]!r}")
+            handler(self, args, sender)
+        except RequestError as err:
+            jid = args[0] if args and isinstance(args[0], str) else ""
+            self.send(self.endpoint(sender, declared_reply_port(args)), "/jb/error",
+                      (jid[:64], err.code, str(err)[:1000]))
+        except Exception as err:  # a bug must not stop the server: answer and log it
+            log.exception("handling %s failed", address)
+            self.send(self.endpoint(sender, None), "/jb/error",
+                      ("", "internal", f"{type(err).__name__}: {err}"[:300]))
+
+    # ---- replying -------------------------------------------------------------------------
+
+    def endpoint(self, sender: tuple[str, int], reply_port: int | None) -> tuple[str, int]:
+        """Where replies go: the declared port on the sender's host, else the sender."""
+        port = reply_port or self.config.reply_port or sender[1]
+        return sender[0], port
+
+    def send(self, to: tuple[str, int], address: str, args: tuple[Any, ...]) -> None:
+        """One OSC message with `i`, `f` and `s` arguments only."""
+        builder = OscMessageBuilder(address)
+        for value in args:
+            if isinstance(value, int):  # bools too: T/F become 1/0
+                builder.add_arg(int(value), "i")
+            elif isinstance(value, float):
+                builder.add_arg(value, "f")
+            else:
+                builder.add_arg(str(value), "s")
+        try:
+            self.sock.sendto(builder.build().dgram, to)
+        except OSError as err:  # client gone, port closed: nothing more to do
+            log.warning("reply %s to %s failed: %s", address, to, err)
+
+    def report(self, job: Job, kind: str, args: tuple[Any, ...]) -> None:
+        """The final reply of a job: /jb/done or /jb/error."""
+        log.info("job %s %s %s", job.job_id, kind, args[:2])
+        self.send(job.reply_to, f"/jb/{kind}", (job.job_id, *args))
+
+    # ---- running a job (worker thread) ------------------------------------------------------
+
+    def run_job(self, job: Job) -> tuple[Any, ...]:
+        """Run one job on the engine and write its WAV; the /jb/done arguments after the id."""
+        from jenbridge.data.audio import AudioError, read_audio
+        from jenbridge.engine import Cancelled
+
+        req = job.request
+        last = [0.0]
+
+        def progress(fraction: float, stage: str) -> None:
+            job.progress, job.stage = float(fraction), stage
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL:
+                last[0] = now
+                self.send(job.reply_to, "/jb/progress", (job.job_id, float(fraction), stage))
+
+        def cancelled() -> JobFailed:
+            if self.stopping:
+                return JobFailed("shutting_down", "the daemon is stopping")
+            return JobFailed("cancelled", "cancelled while running")
+
+        def should_stop() -> bool:  # polled before every sampler step
+            return job.cancel.is_set() or self.stopping
+
+        if should_stop():  # a job the worker picked up after SIGTERM, before the queue closed
+            raise cancelled()
+        progress(0.0, "start")
+        opts = dict(req.sampling, progress=progress, should_stop=should_stop)
+        sr, secs = req.sample_rate, req.length / req.sample_rate
+        try:
+            if req.task == "generate":
+                result = self.engine.generate(req.prompt, secs, sample_rate=sr,
+                                              channels=req.channels, **opts)
+                audio = result.audio
+            else:
+                assert req.path is not None  # protocol validation requires a path for these
+                src, _ = read_audio(req.path, sample_rate=sr)
+                audio, result = TASK_CALLS[req.task](self.engine, req, src, opts)
+        except Cancelled:
+            raise cancelled() from None
+        except AudioError as err:
+            raise JobFailed("bad_audio", str(err)) from None
+        except ValueError as err:
+            raise JobFailed("bad_request", str(err)) from None
+        if should_stop():
+            raise cancelled()
+        job.stage = "writing"
+        meta = Metadata(req.position, req.prompt, req.task, result.seed, self.model_name,
+                        req.job_id, f"jenbridge {__version__}")
+        try:
+            path = write_output(req.out_dir or self.output_dir, req.job_id, req.task, audio,
+                                sr, self.config.wav_format, meta)
+        except OSError as err:
+            raise JobFailed("write_failed", f"could not write the output: {err}") from None
+        self.send(job.reply_to, "/jb/progress", (job.job_id, 1.0, "done"))
+        job.progress = 1.0
+        sec, offset = divmod(req.position, sr)
+        return (str(path), repr(req.position / sr), sec, offset, audio.shape[1] / sr, sr,
+                str(result.seed))
+
+
+def _inpaint(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
+    r = engine.inpaint(src, req.sample_rate, [req.region], req.prompt, crossfade=req.crossfade,
+                       **opts)
+    return r.audio, r
+
+
+def _continue(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
+    r = engine.continue_(src, req.sample_rate, req.length / req.sample_rate, req.prompt,
+                         crossfade=req.crossfade, **opts)
+    return r.audio[:, src.shape[1]:], r  # the new audio only: it goes after the region
+
+
+def _extend(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
+    r = engine.extend_left(src, req.sample_rate, req.length / req.sample_rate, req.prompt,
+                           crossfade=req.crossfade, **opts)
+    return r.audio[:, : r.audio.shape[1] - src.shape[1]], r  # the new audio only
+
+
+def _vary(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
+    r = engine.vary(src, req.sample_rate, req.strength, req.prompt, **opts)
+    return r.audio, r
+
+
+TASK_CALLS = {"inpaint": _inpaint, "continue": _continue, "extend": _extend, "vary": _vary}
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+def declared_reply_port(args: list[Any]) -> int | None:
+    """A `reply_port N` pair anywhere in args, if well formed (used for error replies too)."""
+    for i in range(len(args) - 1):
+        if args[i] == "reply_port":
+            port = args[i + 1]
+            if isinstance(port, float) and math.isfinite(port) and port.is_integer():
+                port = int(port)
+            if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+                return port
+    return None
+
+
+def _query(args: list[Any]) -> tuple[str, dict[str, Any]]:
+    """Queries take `[ID] [reply_port N]`: an odd count means the first argument is the id."""
+    if len(args) % 2:
+        jid = protocol.job_id(args)
+        kv = protocol.pairs(args, ("reply_port",))
+    else:
+        jid = ""
+        kv = protocol.pairs(["", *args], ("reply_port",))
+    if "reply_port" in kv:
+        kv["reply_port"] = protocol.whole(kv["reply_port"], "reply_port", 1, 65535)
+    return jid, kv
+
+
+def _answer(server: Server, args: list[Any], sender: tuple[str, int], address: str,
+            values: tuple[Any, ...]) -> None:
+    jid, kv = _query(args)
+    server.send(server.endpoint(sender, kv.get("reply_port")), address, (jid, *values))
+
+
+def hello(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/hello -> /jb/hello ID version model sample_rate providers."""
+    _answer(server, args, sender, "/jb/hello",
+            (__version__, server.model_name, int(server.engine.sample_rate),
+             ",".join(server.engine.providers)))
+
+
+def ping(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/ping -> /jb/pong ID."""
+    _answer(server, args, sender, "/jb/pong", ())
+
+
+def status(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/status -> /jb/status ID count [job state progress]..."""
+    rows = server.queue.status()[:MAX_STATUS_ROWS]
+    flat: list[Any] = [len(rows)]
+    for jid, state, frac in rows:
+        flat += [jid, state, float(frac)]
+    _answer(server, args, sender, "/jb/status", tuple(flat))
+
+
+def list_models(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/list/models -> /jb/models ID count name... (the bundle this daemon serves)."""
+    _answer(server, args, sender, "/jb/models", (1, server.model_name))
+
+
+def list_presets(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/list/presets -> /jb/presets ID count name... (this daemon has no effect presets)."""
+    _answer(server, args, sender, "/jb/presets", (0,))
+
+
+def cancel(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/cancel JOB -> /jb/cancel JOB cancelled|stopping, or /jb/error JOB not_found."""
+    jid = protocol.job_id(args)
+    kv = protocol.pairs(args, ("reply_port",))
+    port = protocol.whole(kv["reply_port"], "reply_port", 1, 65535) if kv else None
+    to = server.endpoint(sender, port)
+    if server.queue.cancel(jid, lambda outcome: server.send(to, "/jb/cancel", (jid, outcome))) \
+            is None:
+        raise RequestError("not_found", f"no queued or running job {jid!r}")
+
+
+def job(task: str, server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/<task> ID [KEY VALUE]... -> /jb/accepted ID position, later /jb/done or /jb/error."""
+    req = protocol.validate(task, args, server.context)
+    if server.stopping:
+        raise RequestError("shutting_down", "the daemon is stopping")
+    if server.queue.find(req.job_id) is not None:
+        raise RequestError("duplicate_job", f"job {req.job_id!r} is already queued or running")
+    item = Job(req, server.endpoint(sender, req.reply_port))
+
+    def accepted(position: int) -> None:  # called before the worker can report anything
+        log.info("job %s (%s) accepted at queue position %d", req.job_id, task, position)
+        server.send(item.reply_to, "/jb/accepted", (req.job_id, position))
+
+    if server.queue.submit(item, accepted) is None:
+        raise RequestError("busy", f"the queue is full ({server.config.queue_size} waiting); "
+                           "try again later")
+
+
+ADDRESSES: dict[str, Handler] = {
+    "/jb/hello": hello,
+    "/jb/ping": ping,
+    "/jb/status": status,
+    "/jb/cancel": cancel,
+    "/jb/list/models": list_models,
+    "/jb/list/presets": list_presets,
+    **{f"/jb/{t}": functools.partial(job, t) for t in protocol.TASKS},
+}
