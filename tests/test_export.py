@@ -111,6 +111,23 @@ def test_graph_parity(tiny_bundle: Path, tiny_models: ExportModels, graph: str) 
         assert e["max_abs"] < 1e-4, (graph, {k: tuple(v.shape) for k, v in inputs.items()}, e)
 
 
+def test_encoder_on_digital_silence_and_clicks(tiny_bundle: Path,
+                                               tiny_models: ExportModels) -> None:
+    """Regression: the exporter's optimizer dropped a `+ 1e-12` floor, so silent STFT bins gave
+    0 ** -0.7 * 0 = NaN in ONNX Runtime (torch was fine). Silence and sparse clicks must give
+    finite latents equal to torch's."""
+    session = cpu_session(tiny_bundle / "encoder.onnx", threads=1)
+    hop = tiny_models.config.autoencoder.latent_hop
+    clicks = np.zeros((1, 2, hop * 64), np.float32)
+    clicks[..., :: hop * 16] = 0.8
+    for audio in (np.zeros((1, 2, hop * 64), np.float32), clicks):
+        out = session.run(None, {session.get_inputs()[0].name: audio})[0]
+        assert np.isfinite(out).all()
+        with torch.no_grad():
+            ref = tiny_models.autoencoder.encode_normalized(torch.from_numpy(audio)).numpy()
+        assert np.abs(out - ref).max() < 1e-3 * max(1.0, float(np.abs(ref).max()))
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
 @pytest.mark.parametrize("conditions", [True, False], ids=["conditions", "null"])
 def test_pipeline_parity(tiny_bundle: Path, tiny_models: ExportModels, sampler: str,

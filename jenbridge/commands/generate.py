@@ -65,7 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     if task in ("generate", "continue", "extend"):
         what = {"generate": "length of the music", "continue": "seconds to append",
                 "extend": "seconds to prepend"}[task]
-        p.add_argument("--seconds", type=float, required=True, help=what)
+        length = p.add_mutually_exclusive_group(required=True)
+        length.add_argument("--seconds", type=float, help=what)
+        length.add_argument("--bars", type=float, help="the length in bars instead (needs "
+                            "--meter and --bpm; continue/extend: the input's tempo is estimated "
+                            "when --bpm is not given); turns the grid lock on")
+        p.add_argument("--grid-lock", action=argparse.BooleanOptionalAction, default=None,
+                       help="lock the new audio to the DAW grid (beat 1 at its start, beats at "
+                            "--bpm); default: on with --bars, off with --seconds")
     if task == "generate":
         p.add_argument("--sample-rate", type=int, default=48000,
                        help="output sample rate in Hz (default 48000)")
@@ -80,6 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     if task in ("inpaint", "continue", "extend"):
         p.add_argument("--crossfade", type=float, default=0.01,
                        help="seconds of crossfade at each seam (default 0.01)")
+        p.add_argument("--no-estimate", dest="estimate", action="store_false",
+                       help="do not estimate an unset --bpm / --key from the input audio")
     model = p.add_argument_group("model and sampling")
     model.add_argument("--model", type=Path, metavar="BUNDLE",
                        help="model bundle folder (default: the shipped one, "
@@ -191,7 +200,11 @@ def _precheck(args: argparse.Namespace, task: str, bundle: Path, source: Any,
     options.resolve_options(read_manifest(bundle, verify=False).sampler, **sampling)
     providers.parse_providers(args.providers)
     if task in ("generate", "continue", "extend"):
-        regions.check_seconds(args.seconds, "seconds", float("inf"))
+        if args.seconds is not None:
+            regions.check_seconds(args.seconds, "seconds", float("inf"))
+        bars = options.check_bars(args.bars)
+        if bars is not None and (not args.meter or (task == "generate" and not args.bpm)):
+            raise ValueError("--bars needs --bpm and --meter (seconds = bars * meter * 60 / bpm)")
     if task == "vary":
         options.check_strength(args.strength)
     if task == "inpaint":
@@ -212,6 +225,11 @@ def run(args: argparse.Namespace) -> int:
                                     sampler=args.sampler, bpm=args.bpm, key=args.key,
                                     meter=args.meter)
     _precheck(args, task, bundle, source, sampling)
+    length: dict[str, Any] = {}
+    if task in ("generate", "continue", "extend"):
+        length = dict(bars=args.bars, grid_lock=args.grid_lock)
+    if task in ("inpaint", "continue", "extend"):
+        sampling["estimate_conditions"] = args.estimate
     logging.basicConfig(level=logging.WARNING, format="jenbridge: %(message)s")
     engine = Engine(bundle, providers=args.providers, threads=args.threads,
                     window_frames=args.window_frames)
@@ -220,25 +238,39 @@ def run(args: argparse.Namespace) -> int:
     try:
         if source is None:
             result = engine.generate(args.prompt, args.seconds, sample_rate=args.sample_rate,
-                                     channels=args.channels, **sampling)
+                                     channels=args.channels, **length, **sampling)
         else:
             audio, sr = source
             calls = {
                 "inpaint": lambda: engine.inpaint(audio, sr, args.region, args.prompt,
                                                   crossfade=args.crossfade, **sampling),
                 "continue": lambda: engine.continue_(audio, sr, args.seconds, args.prompt,
-                                                     crossfade=args.crossfade, **sampling),
+                                                     crossfade=args.crossfade, **length,
+                                                     **sampling),
                 "extend": lambda: engine.extend_left(audio, sr, args.seconds, args.prompt,
-                                                     crossfade=args.crossfade, **sampling),
+                                                     crossfade=args.crossfade, **length,
+                                                     **sampling),
                 "vary": lambda: engine.vary(audio, sr, args.strength, args.prompt, **sampling),
             }
             result = calls[task]()
     finally:
         bar.close()
     write_atomic(args.output, result.audio, result.sample_rate, args.overwrite)
+    _report_musical(result)
     if not args.quiet:
         print(f"wrote {args.output} ({result.seconds:.2f} s, {result.sample_rate} Hz, "
               f"{result.audio.shape[0]} ch) seed {result.seed}, {result.steps} steps x "
               f"{result.windows} window(s), {result.timings['total']:.2f} s on "
               f"{', '.join(result.providers)}")
     return 0
+
+
+def _report_musical(result: Any) -> None:
+    """The estimated conditions and the grid lock's stretch, on stderr (always: they change
+    what was made)."""
+    if result.estimated:
+        found = ", ".join(f"{name} {value:g}" if isinstance(value, float) else
+                          f"{name} {value}" for name, value in result.estimated.items())
+        print(f"jenbridge: estimated from the input: {found}", file=sys.stderr)
+    if result.grid_lock is not None:
+        print(f"jenbridge: {result.grid_lock.describe()}", file=sys.stderr)

@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--providers", help="execution providers to try, comma-separated "
                    "(cuda, coreml, cpu; default: the best that works here)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all available, <= 8)")
+    p.add_argument("--audio-device", metavar="NAME",
+                   help="output device name or unique substring (default: PortAudio's default)")
+    p.add_argument("--audio-hostapi", metavar="API",
+                   help="look for the device in this host API only (JACK, ALSA, CoreAudio, ...)")
+    p.add_argument("--play-results", action="store_true", default=None,
+                   help="play every finished job's audio on the output device")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
@@ -49,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
                      reply_port=args.reply_port, output_dir=args.output_dir,
                      allow=tuple(args.allow) if args.allow else None,
                      queue_size=args.queue_size, wav_format=args.wav_format,
-                     providers=args.providers, threads=args.threads)
+                     providers=args.providers, threads=args.threads,
+                     audio_device=args.audio_device, audio_hostapi=args.audio_hostapi,
+                     play_results=args.play_results)
     config = load_daemon_config(args.config, overrides)
     bundle = bundle_path(config)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -11,6 +11,9 @@
     wav_format: float32      # or pcm24
     max_request_seconds: 600 # longest audio one request may ask the model to make
     max_input_seconds: 3600  # longest input file a request may hand in
+    audio_device: null       # output device name or unique substring (null: PortAudio's default)
+    audio_hostapi: null      # restrict the device search to a host API ("JACK", "ALSA", ...)
+    play_results: false      # also play every finished job's audio at once on the device
 
 An unknown key or a wrong type is a ConfigError (a ValueError) that names the key, like the
 model configs (jenbridge/config.py). `Allowed` turns the folder list into the path check every
@@ -49,6 +52,9 @@ class DaemonConfig(BaseModel):
     max_input_seconds: float = Field(3600.0, gt=0.0, le=24 * 3600.0)
     providers: str | None = None
     threads: int | None = Field(None, ge=1, le=256)
+    audio_device: str | None = None
+    audio_hostapi: str | None = None
+    play_results: bool = False
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -21,6 +21,7 @@ import functools
 import logging
 import math
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from jenbridge import __version__
-from jenbridge.daemon import protocol
+from jenbridge.daemon import playback, protocol
 from jenbridge.daemon.config import Allowed, DaemonConfig
 from jenbridge.daemon.jobs import Job, JobFailed, JobQueue
 from jenbridge.daemon.outputs import Metadata, write_output
@@ -57,6 +58,9 @@ class Server:
         self.allowed = Allowed((*config.allow, self.output_dir))
         self.context = Context(config, self.allowed, engine.manifest.sampler)
         self.stopping = False
+        self.engine_lock = threading.Lock()  # one engine call at a time: jobs and live loops
+        self.loops: dict[str, playback.LoopState] = {}
+        self.audio = playback.Audio(config)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.bind((config.host, config.port))
@@ -80,7 +84,10 @@ class Server:
                     raise
                 self.handle_datagram(data, sender)
         finally:
+            for state in list(self.loops.values()):
+                playback.finish_loop(self, state, now=True)
             self.queue.stop()
+            self.audio.close()
             self.sock.close()
 
     def request_stop(self) -> None:
@@ -176,13 +183,15 @@ class Server:
         sr, secs = req.sample_rate, req.length / req.sample_rate
         try:
             if req.task == "generate":
-                result = self.engine.generate(req.prompt, secs, sample_rate=sr,
-                                              channels=req.channels, **opts)
+                with self.engine_lock:
+                    result = self.engine.generate(req.prompt, secs, sample_rate=sr,
+                                                  channels=req.channels, **opts)
                 audio = result.audio
             else:
                 assert req.path is not None  # protocol validation requires a path for these
                 src, _ = read_audio(req.path, sample_rate=sr)
-                audio, result = TASK_CALLS[req.task](self.engine, req, src, opts)
+                with self.engine_lock:
+                    audio, result = TASK_CALLS[req.task](self.engine, req, src, opts)
         except Cancelled:
             raise cancelled() from None
         except AudioError as err:
@@ -201,9 +210,27 @@ class Server:
             raise JobFailed("write_failed", f"could not write the output: {err}") from None
         self.send(job.reply_to, "/jb/progress", (job.job_id, 1.0, "done"))
         job.progress = 1.0
+        if self.config.play_results and self.audio.player is not None:
+            self.play_result(job, audio, sr, path)
         sec, offset = divmod(req.position, sr)
         return (str(path), repr(req.position / sr), sec, offset, audio.shape[1] / sr, sr,
                 str(result.seed))
+
+    def play_result(self, job: Job, audio: Any, sr: int, path: Path) -> None:
+        """play_results: queue the job's audio at once; /jb/playing before /jb/done."""
+        from jenbridge.data.audio import read_audio
+
+        player = self.audio.player
+        try:
+            if sr != player.sample_rate:  # the written file, resampled to the stream's rate
+                audio, _ = read_audio(path, sample_rate=player.sample_rate)
+            start, delay = self.audio.play_now(audio)
+        except Exception as err:  # playback must never fail the job: the file is written
+            log.warning("job %s: could not play the result: %s", job.job_id, err)
+            return
+        sec, offset = divmod(start, player.sample_rate)
+        self.send(job.reply_to, "/jb/playing", (job.job_id, sec, offset, audio.shape[1],
+                                                player.sample_rate, delay))
 
 
 def _inpaint(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
@@ -278,11 +305,15 @@ def ping(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
 
 
 def status(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
-    """/jb/status -> /jb/status ID count [job state progress]..."""
+    """/jb/status -> /jb/status ID count [job state progress]... underruns position (the
+    output stream's underrun count and its clock in samples as a decimal string; -1, "-1"
+    without audio). Two trailing values keep count == (len(args) - 2) // 3."""
     rows = server.queue.status()[:MAX_STATUS_ROWS]
     flat: list[Any] = [len(rows)]
     for jid, state, frac in rows:
         flat += [jid, state, float(frac)]
+    underruns, _xruns, pos = server.audio.counters()
+    flat += [underruns, str(pos)]
     _answer(server, args, sender, "/jb/status", tuple(flat))
 
 
@@ -333,4 +364,5 @@ ADDRESSES: dict[str, Handler] = {
     "/jb/list/models": list_models,
     "/jb/list/presets": list_presets,
     **{f"/jb/{t}": functools.partial(job, t) for t in protocol.TASKS},
+    **playback.ADDRESSES,
 }

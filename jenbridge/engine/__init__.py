@@ -6,7 +6,8 @@ Importing this package loads numpy only; onnxruntime is imported when an Engine 
 """
 
 from jenbridge.bundle import BundleError
-from jenbridge.engine.pipeline import Cancelled, Engine, Result
+from jenbridge.engine.pipeline import Cancelled, Engine, GridLock, Result
 from jenbridge.engine.providers import choose_providers, usable_providers
 
-__all__ = ["BundleError", "Cancelled", "Engine", "Result", "choose_providers", "usable_providers"]
+__all__ = ["BundleError", "Cancelled", "Engine", "GridLock", "Result", "choose_providers",
+           "usable_providers"]

@@ -136,3 +136,28 @@ def check_crossfade(crossfade: object) -> float:
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"crossfade must be in 0..1 seconds, got {value}")
     return value
+
+
+def check_bars(bars: object) -> float | None:
+    """A length in bars: None (unset) or a finite number > 0 (fractions allowed: 2.5 bars)."""
+    if bars is None:
+        return None
+    if isinstance(bars, bool) or not isinstance(bars, (int, float, np.integer, np.floating)):
+        raise ValueError(f"bars must be a number of bars, got {bars!r}")
+    value = float(bars)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"bars must be a finite number > 0, got {value}")
+    return value
+
+
+def bars_seconds(bars: float, bpm: float, meter: int) -> float:
+    """Seconds of `bars` bars of `meter` beats at `bpm`: bars * meter * 60 / bpm (computed in
+    the same order as jenbridge.music.gridlock.region_samples, so the sample counts agree)."""
+    return bars * meter * 60.0 / bpm
+
+
+def check_flag(value: object, name: str) -> bool | None:
+    """An on/off option: None (the default applies) or a bool."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None if value is None else bool(value)
+    raise ValueError(f"{name} must be True, False or None, got {value!r}")

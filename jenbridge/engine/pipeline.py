@@ -28,21 +28,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jenbridge.conditions import MusicalConditions
 from jenbridge.diffusion.schedule import DDPMSchedule, start_step_for_strength
+from jenbridge.engine import musical
 from jenbridge.engine import regions as rg
 from jenbridge.engine.denoise import Cancelled, poll, sample_canvas
+from jenbridge.engine.musical import GridLock
 from jenbridge.engine.options import (
     Options,
     Progress,
     ShouldStop,
+    check_bars,
     check_callbacks,
     check_crossfade,
+    check_flag,
     check_prompt,
     check_strength,
     resolve_options,
@@ -55,7 +60,7 @@ from jenbridge.engine.windows import (
     encode_chunked,
 )
 
-__all__ = ["Cancelled", "Engine", "Result"]
+__all__ = ["Cancelled", "Engine", "GridLock", "Result"]
 
 MAX_SECONDS = 3600.0  # longest output or extension one call makes
 DEFAULT_CODEC_CHUNK = 512  # latent frames per encoder/decoder call (22 s for `small`)
@@ -72,6 +77,11 @@ class Result:
     timings: wall seconds per stage: "text", "encoder", "unet" (sum), "decoder", "resample",
         "total"; unet_calls: every U-Net call's seconds, in order.
     providers: the execution providers the sessions really ran on, best first.
+    conditions: the musical conditions the model was given (explicit or estimated).
+    estimated: the conditions measured from the context audio and used, by name: "bpm"
+        (float) and/or "key" (a name, "none" for unpitched material); empty when none were.
+    grid_lock: how the new audio was locked to the DAW grid (musical.GridLock), or None
+        when the lock was off.
     """
 
     audio: np.ndarray
@@ -82,6 +92,9 @@ class Result:
     timings: dict[str, float]
     unet_calls: tuple[float, ...]
     providers: tuple[str, ...]
+    conditions: MusicalConditions = field(default_factory=MusicalConditions)
+    estimated: dict[str, Any] = field(default_factory=dict)
+    grid_lock: GridLock | None = None
 
     @property
     def seconds(self) -> float:
@@ -152,14 +165,20 @@ class Engine:
 
     # ---- public calls --------------------------------------------------------------------
 
-    def generate(self, prompt: str, seconds: float, *, seed: int | None = None,
+    def generate(self, prompt: str, seconds: float | None = None, *, seed: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
                  sampler: str | None = None, bpm: float | None = None,
                  key: str | int | None = None, meter: int | str | None = None,
+                 bars: float | None = None, grid_lock: bool | None = None,
                  sample_rate: int = 48000, channels: int = 2,
                  progress: Progress | None = None,
                  should_stop: ShouldStop | None = None) -> Result:
         """Text-to-music: `seconds` of new audio, float32 (channels, round(seconds * sample_rate)).
+
+        bars: the length in bars instead (needs bpm and meter: seconds = bars * meter * 60 /
+        bpm; given with seconds, they must agree). grid_lock: lock the audio to the DAW's grid
+        (beat 1 at the start, beats at bpm; musical.py), reported in Result.grid_lock; None =
+        on when the length is in bars. Needs bpm and meter.
 
         Canvases longer than the window are made in sliding windows, each continuing the last.
         `progress(fraction, stage)` is called after every sampler step (fraction in (0, 1]);
@@ -167,11 +186,13 @@ class Engine:
         """
         start = time.perf_counter()
         check_prompt(prompt)
-        secs = rg.check_seconds(seconds, "seconds", MAX_SECONDS)
+        bars_v, lock_flag = check_bars(bars), check_flag(grid_lock, "grid_lock")
         sr = rg.check_rate(sample_rate)
         ch = _positive_int(channels, "channels", 1, rg.MAX_CHANNELS)
         opts = self._options(progress, should_stop, seed, steps, guidance, sampler, bpm, key,
                              meter)
+        secs, bars_v = musical.resolve_length(seconds, bars_v, opts, MAX_SECONDS)
+        lock_to = musical.lock_bars(lock_flag, secs, bars_v, opts)
         timings = Timings()
         frames = self._frames_for(secs, sr)
         known = np.zeros((self.latent_channels, frames), np.float32)
@@ -179,14 +200,17 @@ class Engine:
         latent, windows = self._sample(prompt, opts, known, mask, False, None, 0, timings,
                                        progress, should_stop)
         audio = self._decode(latent, sr, ch, round(secs * sr), timings, should_stop)
-        return self._result(audio, sr, opts, opts.steps, windows, timings, start)
+        audio, locked = self._lock(audio, sr, opts, lock_to, timings)
+        return self._result(audio, sr, opts, opts.steps, windows, timings, start,
+                            grid_lock=locked)
 
     def inpaint(self, audio: np.ndarray, sr: int, regions: Sequence[tuple[float, float]],
                 prompt: str, *, crossfade: float = rg.DEFAULT_CROSSFADE,
                 seed: int | None = None, steps: int | None = None,
                 guidance: float | None = None, sampler: str | None = None,
                 bpm: float | None = None, key: str | int | None = None,
-                meter: int | str | None = None, progress: Progress | None = None,
+                meter: int | str | None = None, estimate_conditions: bool = True,
+                progress: Progress | None = None,
                 should_stop: ShouldStop | None = None) -> Result:
         """Regenerate `regions` [(start_s, end_s), ...] of `audio` (C, N) or (N,) at `sr` Hz.
 
@@ -194,7 +218,9 @@ class Engine:
         outside each region edge: a linear crossfade from the input to the model; everywhere
         else: the input's samples, bit-identical. Frames touching a region are generated with
         the rest of the clip as in-context conditioning (bidirectional). The sampling
-        options (seed, ..., should_stop) are generate's.
+        options (seed, ..., should_stop) are generate's. Without an explicit bpm or key, the
+        context's are estimated and used (Result.estimated) unless estimate_conditions=False.
+        No grid lock is applied.
         """
         start = time.perf_counter()
         check_prompt(prompt)
@@ -210,6 +236,10 @@ class Engine:
         a = max(min(s0 for s0, _ in spans) - ctx, 0)
         b = min(max(e0 for _, e0 in spans) + ctx, n)
         part = src[:, a:b]
+        reach = round(musical.ANALYSIS_SECONDS / 2 * sr)  # context measured around the regions
+        around = src[:, max(min(s0 for s0, _ in spans) - reach, 0) :
+                     min(max(e0 for _, e0 in spans) + reach, n)]
+        opts, found = self._estimate(around, sr, opts, estimate_conditions, timings)
         known = self._encode(part, sr, timings, should_stop)
         mask = rg.region_frames([(s0 - a / sr, e0 - a / sr) for s0, e0 in spans_s],
                                 self.manifest.latent_rate, known.shape[1])
@@ -219,31 +249,42 @@ class Engine:
         weights = rg.splice_weights([(s0 - a, e0 - a) for s0, e0 in spans], b - a, fade)
         out = src.copy()
         out[:, a:b] = rg.splice(part, model, weights)
-        return self._result(out, sr, opts, opts.steps, windows, timings, start)
+        return self._result(out, sr, opts, opts.steps, windows, timings, start, estimated=found)
 
-    def continue_(self, audio: np.ndarray, sr: int, seconds: float, prompt: str, *,
+    def continue_(self, audio: np.ndarray, sr: int, seconds: float | None, prompt: str, *,
                   crossfade: float = rg.DEFAULT_CROSSFADE, seed: int | None = None,
                   steps: int | None = None, guidance: float | None = None,
                   sampler: str | None = None,
                   bpm: float | None = None, key: str | int | None = None,
-                  meter: int | str | None = None, progress: Progress | None = None,
+                  meter: int | str | None = None, bars: float | None = None,
+                  grid_lock: bool | None = None, estimate_conditions: bool = True,
+                  progress: Progress | None = None,
                   should_stop: ShouldStop | None = None) -> Result:
         """Append `seconds` of music after `audio` (C, N) or (N,) at `sr` Hz (JEN-1 continuation,
         unidirectional: causal U-Net). Returns (C, N + round(seconds * sr)); the first N samples
         are the input's, bit-identical. The step between the input's last sample and the new
         audio is faded out over `crossfade` seconds of the new audio (regions.smooth_seam).
-        The sampling options are generate's.
+        The sampling options, bars and grid_lock are generate's (the new audio is the region
+        locked: it starts on beat 1). Without an explicit bpm or key, the context's are
+        estimated from the input's end and used, also for bars (Result.estimated), unless
+        estimate_conditions=False.
         """
         start = time.perf_counter()
         check_prompt(prompt)
         src, sr = rg.check_audio(audio), rg.check_rate(sr)
-        secs = rg.check_seconds(seconds, "seconds", MAX_SECONDS)
+        bars_v, lock_flag = check_bars(bars), check_flag(grid_lock, "grid_lock")
+        if seconds is not None:
+            rg.check_seconds(seconds, "seconds", MAX_SECONDS)
         fade = round(check_crossfade(crossfade) * sr)
         opts = self._options(progress, should_stop, seed, steps, guidance, sampler, bpm, key,
                              meter)
-        extra = round(secs * sr)
         timings = Timings()
         part = src[:, max(src.shape[1] - self._context_samples(sr), 0) :]  # what a window sees
+        analysed = src[:, max(src.shape[1] - round(musical.ANALYSIS_SECONDS * sr), 0) :]
+        opts, found = self._estimate(analysed, sr, opts, estimate_conditions, timings)
+        secs, bars_v = musical.resolve_length(seconds, bars_v, opts, MAX_SECONDS)
+        lock_to = musical.lock_bars(lock_flag, secs, bars_v, opts)
+        extra = round(secs * sr)
         n = part.shape[1]
         x = self._to_model(part, sr, timings)
         known_frames = x.shape[1] // self.hop  # frames the input covers completely
@@ -259,31 +300,45 @@ class Engine:
         latent, windows = self._sample(prompt, opts, known, mask, True, None, 0, timings,
                                        progress, should_stop)
         model = self._decode(latent, sr, src.shape[0], n + extra, timings, should_stop)
-        new = rg.smooth_seam(model[:, n:], part[:, -1] - model[:, n - 1], fade, True)
+        new, locked = self._lock(model[:, n:], sr, opts, lock_to, timings)
+        # the step at the join: against the model's own sample before it, or (moved by the
+        # lock) against the new audio's first sample
+        joined = model[:, n - 1] if locked is None or not locked.applied else new[:, 0]
+        new = rg.smooth_seam(new, part[:, -1] - joined, fade, True)
         out = np.concatenate([src, new], axis=1)
-        return self._result(out, sr, opts, opts.steps, windows, timings, start)
+        return self._result(out, sr, opts, opts.steps, windows, timings, start,
+                            estimated=found, grid_lock=locked)
 
-    def extend_left(self, audio: np.ndarray, sr: int, seconds: float, prompt: str, *,
+    def extend_left(self, audio: np.ndarray, sr: int, seconds: float | None, prompt: str, *,
                     crossfade: float = rg.DEFAULT_CROSSFADE, seed: int | None = None,
                     steps: int | None = None, guidance: float | None = None,
                     sampler: str | None = None,
                     bpm: float | None = None, key: str | int | None = None,
-                    meter: int | str | None = None, progress: Progress | None = None,
+                    meter: int | str | None = None, bars: float | None = None,
+                    grid_lock: bool | None = None, estimate_conditions: bool = True,
+                    progress: Progress | None = None,
                     should_stop: ShouldStop | None = None) -> Result:
         """Prepend `seconds` of music before `audio` (C, N) or (N,) at `sr` Hz (bidirectional,
         the input as right context). Returns (C, round(seconds * sr) + N); the last N samples
         are the input's, bit-identical; the seam is smoothed as in continue_. The sampling
-        options are generate's.
+        options, bars, grid_lock and estimate_conditions are continue_'s (estimated from the
+        input's start; the new audio is the region locked, so the input starts on a bar line).
         """
         start = time.perf_counter()
         check_prompt(prompt)
         src, sr = rg.check_audio(audio), rg.check_rate(sr)
-        secs = rg.check_seconds(seconds, "seconds", MAX_SECONDS)
+        bars_v, lock_flag = check_bars(bars), check_flag(grid_lock, "grid_lock")
+        if seconds is not None:
+            rg.check_seconds(seconds, "seconds", MAX_SECONDS)
         fade = round(check_crossfade(crossfade) * sr)
         opts = self._options(progress, should_stop, seed, steps, guidance, sampler, bpm, key,
                              meter)
-        extra = round(secs * sr)
         timings = Timings()
+        opts, found = self._estimate(src[:, : round(musical.ANALYSIS_SECONDS * sr)], sr, opts,
+                                     estimate_conditions, timings)
+        secs, bars_v = musical.resolve_length(seconds, bars_v, opts, MAX_SECONDS)
+        lock_to = musical.lock_bars(lock_flag, secs, bars_v, opts)
+        extra = round(secs * sr)
         pre = self._frames_for(secs, sr)  # the input starts on a latent frame boundary
         x = self._to_model(src[:, : self._context_samples(sr)], sr, timings)  # what windows see
         src_latent = self._encode_model(_pad_to(x, self.hop), timings)
@@ -295,9 +350,12 @@ class Engine:
                                        progress, should_stop)
         at = round(pre * self.hop * sr / self.sample_rate)  # input's first sample, caller rate
         model = self._decode(latent, sr, src.shape[0], at + 1, timings, should_stop)
-        new = rg.smooth_seam(model[:, at - extra : at], src[:, 0] - model[:, at], fade, False)
+        new, locked = self._lock(model[:, at - extra : at], sr, opts, lock_to, timings)
+        joined = model[:, at] if locked is None or not locked.applied else new[:, -1]
+        new = rg.smooth_seam(new, src[:, 0] - joined, fade, False)
         out = np.concatenate([new, src], axis=1)
-        return self._result(out, sr, opts, opts.steps, windows, timings, start)
+        return self._result(out, sr, opts, opts.steps, windows, timings, start,
+                            estimated=found, grid_lock=locked)
 
     def vary(self, audio: np.ndarray, sr: int, strength: float, prompt: str, *,
              seed: int | None = None, steps: int | None = None,
@@ -387,13 +445,32 @@ class Engine:
                              self.window_frames, self.overlap_frames, timings, source,
                              first_step, progress, should_stop)
 
+    def _estimate(self, context: np.ndarray, sr: int, opts: Options, enabled: object,
+                  timings: Timings) -> tuple[Options, dict[str, Any]]:
+        """Unset bpm / key filled from the context audio (musical.estimate)."""
+        if check_flag(enabled, "estimate_conditions") is False:
+            return opts, {}
+        with timings.stage("estimate"):
+            return musical.estimate(context, sr, opts, True)
+
+    def _lock(self, audio: np.ndarray, sr: int, opts: Options, bars: float | None,
+              timings: Timings) -> tuple[np.ndarray, GridLock | None]:
+        """New audio locked to `bars` bars of the DAW grid (musical.lock); as is when None."""
+        if bars is None:
+            return audio, None
+        with timings.stage("grid_lock"):
+            return musical.lock(audio, sr, opts, bars)
+
     def _result(self, audio: np.ndarray, sr: int, opts: Options, steps: int, windows: int,
-                timings: Timings, start: float) -> Result:
+                timings: Timings, start: float, estimated: dict[str, Any] | None = None,
+                grid_lock: GridLock | None = None) -> Result:
         stages = dict(timings.stages)
         stages["total"] = time.perf_counter() - start
         return Result(audio=np.ascontiguousarray(audio, dtype=np.float32), sample_rate=sr,
                       seed=opts.seed, steps=steps, windows=windows, timings=stages,
-                      unet_calls=tuple(timings.unet_calls), providers=self.providers)
+                      unet_calls=tuple(timings.unet_calls), providers=self.providers,
+                      conditions=opts.conditions, estimated=dict(estimated or {}),
+                      grid_lock=grid_lock)
 
 
 def _positive_int(value: object, name: str, low: int, high: int | None = None) -> int:

@@ -176,7 +176,9 @@ class Autoencoder(nn.Module):
         b, c, n = audio.shape
         spec = self.stft(audio.reshape(b * c, 1, n))  # (B*C, 2F, S)
         re, im = spec[:, : self.n_bins], spec[:, self.n_bins :]  # (B*C, F, S) each
-        mag = torch.sqrt(re * re + im * im + 1e-12)
+        # a floor by clamp, not by `+ 1e-12`: the ONNX exporter's optimizer drops the tiny add,
+        # and then digital silence gives 0 ** -0.7 = inf and 0 * inf = NaN in ONNX Runtime
+        mag = torch.sqrt((re * re + im * im).clamp_min(1e-12))
         # power-law compression keeps the phase while taming the dynamic range
         squash = mag.pow(-0.7)
         feats = torch.cat([torch.log(mag + 1e-5), re * squash, im * squash], dim=1)  # (B*C, 3F, S)

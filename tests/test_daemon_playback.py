@@ -1,0 +1,237 @@
+"""The daemon's live audio end to end: a real `jenbridge serve` process playing on a headless
+JACK dummy server (as in tests/test_playback.py), recorded with jack_capture, on the tiny bundle.
+
+The daemon's PortAudio client is the only one on the private server, so its output ports are
+`<client>:out_1/2`; the recording is aligned to the expected audio by cross-correlation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_daemon import Client, Daemon
+
+SR = 48000
+PERIOD = 256
+HAVE_JACK = all(shutil.which(t) for t in ("jackd", "jack_capture", "jack_lsp"))
+
+
+@pytest.fixture(scope="module")
+def jack():
+    """A private dummy JACK server (synchronous: a busy CPU slows it instead of dropping)."""
+    if not HAVE_JACK:
+        pytest.skip("jackd2 and jack-capture not installed")
+    name = f"jenbridge-daemon-test-{os.getpid()}"
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
+    proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-S", "-d", "dummy", "-r",
+                             str(SR), "-p", str(PERIOD)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["jack_lsp"], capture_output=True).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "jackd did not start"
+            time.sleep(0.1)
+        yield name
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_daemon(bundle: Path, tmp: Path, **config: object) -> Daemon:
+    tmp.mkdir(parents=True, exist_ok=True)
+    yaml = tmp / "daemon.yaml"
+    yaml.write_text("".join(f"{k}: {v}\n" for k, v in config.items()))
+    return Daemon(bundle, tmp, "--config", str(yaml))
+
+
+@pytest.fixture(scope="module")
+def daemon(jack, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
+    d = start_daemon(tiny_bundle, tmp_path_factory.mktemp("daemon_audio"),
+                     audio_device="system", audio_hostapi="JACK", play_results="true")
+    yield d
+    d.stop()
+
+
+@pytest.fixture()
+def client(daemon: Daemon):
+    c = daemon.client()
+    yield c
+    c.close()
+
+
+class Recorder:
+    """jack_capture on the daemon's two output ports, writing a float32 WAV."""
+
+    def __init__(self, path: Path) -> None:
+        ports = [p for p in subprocess.run(["jack_lsp"], capture_output=True, text=True)
+                 .stdout.split() if ":out_" in p and not p.startswith("system:")]
+        assert len(ports) == 2, ports
+        args = ["jack_capture", "--daemon", "-c", "2", "-b", "FLOAT"]
+        for port in ports:
+            args += ["-p", port]
+        self.path = path
+        self.proc = subprocess.Popen([*args, str(path)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while not (path.exists() and path.stat().st_size > 4096):
+            assert self.proc.poll() is None and time.monotonic() < deadline, "no jack_capture"
+            time.sleep(0.02)
+
+    def stop(self) -> np.ndarray:
+        self.proc.terminate()
+        self.proc.wait(10)
+        return sf.read(self.path, dtype="float32", always_2d=True)[0].T
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def recorder(daemon, tmp_path):
+    rec = Recorder(tmp_path / "rec.wav")
+    yield rec
+    rec.kill()
+
+
+def align(rec: np.ndarray, ref: np.ndarray) -> int:
+    n = 1 << int(np.ceil(np.log2(rec.shape[1] + ref.shape[1])))
+    xc = np.fft.irfft(np.fft.rfft(rec.sum(0), n) * np.conj(np.fft.rfft(ref.sum(0), n)), n)
+    return int(np.argmax(xc[: rec.shape[1]]))
+
+
+def counters(client: Client, tag: str) -> tuple[int, int]:
+    """(underruns, stream position in samples) from /jb/status."""
+    client.send("/jb/status", tag)
+    args = client.wait(("/jb/status",), tag)[1]
+    return args[-2], int(args[-1])
+
+
+def wait_position(client: Client, sample: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    k = 0
+    while counters(client, f"pos{k}")[1] < sample:
+        assert time.monotonic() < deadline, "the output stream is stuck"
+        k += 1
+        time.sleep(0.05)
+
+
+def test_generate_with_play_results_plays_the_file(client: Client, recorder) -> None:
+    before = counters(client, "c0")
+    client.send("/jb/generate", "g1", "seconds", 1.0, "steps", 2, "seed", 7)
+    playing = client.wait(("/jb/playing",), "g1")[1]
+    addr, done = client.final("g1")
+    assert addr == "/jb/done", done
+    _, sec, offset, frames, rate, delay = playing
+    start = sec * rate + offset
+    assert (rate, frames) == (SR, SR) and 0 <= delay <= SR
+    wait_position(client, start + frames + PERIOD)
+    after = counters(client, "c1")
+    rec = recorder.stop()
+    wav = sf.read(done[1], dtype="float32", always_2d=True)[0].T
+    at = align(rec, wav)
+    assert np.abs(rec[:, at : at + frames] - wav).max() <= 1e-6
+    assert (at - start) % PERIOD == 0
+    assert not rec[:, at + frames :].any()
+    assert after[0] == before[0]  # no underrun
+
+
+def test_live_loop_three_iterations_seamless(client: Client, recorder, daemon: Daemon) -> None:
+    bpm, bars = 240, 1  # 1 s loops
+    t = np.arange(SR)
+    first = 0.3 * np.stack([np.sin(2 * np.pi * t / 128), np.sin(2 * np.pi * t / 96)])
+    path = daemon.music / "loop0.wav"
+    sf.write(path, first.T.astype(np.float32), SR, subtype="FLOAT")
+    first = sf.read(path, dtype="float32", always_2d=True)[0].T
+    before = counters(client, "l0")
+    client.send("/jb/loop/start", "loop1", "path", str(path), "bpm", bpm, "bars", bars,
+                "prompt", "more", "steps", 2, "seed", 1, "iterations", 3)
+    assert client.wait(("/jb/accepted", "/jb/error"), "loop1")[0] == "/jb/accepted"
+    started = client.wait(("/jb/loop/started", "/jb/error"), "loop1")
+    assert started[0] == "/jb/loop/started", started
+    _, sec, offset, length, rate = started[1]
+    start = sec * rate + offset
+    assert (length, rate) == (SR, SR)
+    stopped = client.wait(("/jb/loop/stopped",), "loop1", timeout=60)[1]
+    _, queued, made, repeats, failures, late, _ends_in = stopped
+    assert (queued, made, repeats, failures, late) == (3, 2, 0, 0, 0), stopped
+    nexts = {m[1][1]: m[1][2] for m in client.log if m[0] == "/jb/loop/next"
+             and m[1][0] == "loop1"}
+    assert nexts[0] == str(path)
+    wait_position(client, start + 3 * SR + PERIOD)
+    after = counters(client, "l1")
+    rec = recorder.stop()
+    loops = [first] + [sf.read(nexts[k], dtype="float32", always_2d=True)[0].T for k in (1, 2)]
+    expected = np.concatenate(loops, axis=1)
+    at = align(rec, expected)
+    assert (at - start) % PERIOD == 0
+    got = rec[:, at : at + 3 * SR]
+    assert np.abs(got - expected).max() <= 1e-6  # no gap: three loops back to back
+    assert not rec[:, at + 3 * SR :].any()  # and exactly three
+    step = np.abs(np.diff(got, axis=1))
+    inner = max(step[:, : SR - 2].max(), step[:, SR + 2 : 2 * SR - 2].max(),
+                step[:, 2 * SR + 2 :].max())
+    for b in (SR, 2 * SR):
+        assert step[:, b - 2 : b + 1].max() <= inner * 1.5 + 1e-6, b  # no click
+    assert after[0] == before[0]
+
+
+def test_play_refuses_bad_paths(client: Client, daemon: Daemon, tmp_path: Path) -> None:
+    text = daemon.music / "notes.txt"
+    text.write_text("not audio")
+    outside = tmp_path / "x.wav"
+    sf.write(outside, np.zeros((100, 2), np.float32), SR)
+    cases = [(str(text), "bad_audio"), (str(outside), "forbidden"),
+             (str(daemon.music / "missing.wav"), "not_found"), ("rel.wav", "forbidden")]
+    for i, (p, code) in enumerate(cases):
+        addr, args = client.ask("/jb/play", f"p{i}", "path", p)
+        assert (addr, args[:2]) == ("/jb/error", [f"p{i}", code]), (p, args)
+    addr, args = client.ask("/jb/play", "p9", "path", str(outside), "bogus", 1)
+    assert (addr, args[1]) == ("/jb/error", "bad_request")
+    addr, args = client.ask("/jb/list/devices", "d1")
+    assert addr == "/jb/devices" and args[1] >= 1 and "system" in args[2::2]
+
+
+def test_no_audio_daemon_still_writes_files(tiny_bundle: Path, tmp_path: Path) -> None:
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ.update(JACK_DEFAULT_SERVER="jenbridge-no-such-server", JACK_NO_START_SERVER="1")
+    try:
+        d = start_daemon(tiny_bundle, tmp_path, audio_device="system", audio_hostapi="JACK",
+                         play_results="true")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    c = d.client()
+    try:
+        c.send("/jb/generate", "f1", "seconds", 0.25, "steps", 1)
+        addr, args = c.final("f1")
+        assert addr == "/jb/done" and Path(args[1]).is_file()
+        assert not any(m[0] == "/jb/playing" for m in c.log)
+        wav = d.music / "a.wav"
+        sf.write(wav, np.zeros((100, 2), np.float32), SR)
+        for address, extra in (("/jb/play", ("path", str(wav))), ("/jb/stop", ()),
+                               ("/jb/loop/start", ("bpm", 120, "bars", 1))):
+            addr, args = c.ask(address, "n1", *extra)
+            assert (addr, args[:2]) == ("/jb/error", ["n1", "no_audio"]), (address, args)
+        assert c.ask("/jb/status", "s")[1][-2:] == [-1, "-1"]
+    finally:
+        c.close()
+        d.stop()
+    lines = [ln for ln in d.log.read_text().splitlines() if "audio unavailable" in ln]
+    assert len(lines) == 1 and "file output only" in lines[0]
