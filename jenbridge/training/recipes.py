@@ -62,17 +62,22 @@ def run_config(args: argparse.Namespace, main: bool = True) -> ModelConfig:
 
 def dataset_index(data: Path, run: Path, sample_rate: int, min_seconds: float,
                   main: bool) -> DatasetIndex:
-    """Scan once per run (cached in RUN/dataset_index.json) and print the report."""
-    cached = run / "dataset_index.json"
-    if cached.is_file():
-        index = DatasetIndex.load(cached)
-        if index.root == str(data.resolve()):
-            return index
+    """Scan once per run (cached in RUN/dataset_index.json, rescanned when the dataset's
+    manifest changes, e.g. after growing the built-in dataset) and print the report."""
+    from jenbridge.data.manifest import find_manifest
+
+    cached, key_file = run / "dataset_index.json", run / "dataset_index.key"
+    manifest = find_manifest(data)
+    stat = manifest.stat() if manifest is not None else data.stat()
+    key = f"{data.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{sample_rate}|{min_seconds}"
+    if cached.is_file() and key_file.is_file() and key_file.read_text() == key:
+        return DatasetIndex.load(cached)
     index = scan_dataset(data, sample_rate, min_seconds)
     if main:
         for line in index.report.lines():
             log.info("dataset: %s", line)
         index.save(cached)
+        key_file.write_text(key)
     return index
 
 
