@@ -2,7 +2,7 @@
 
 A job request is `/jb/<task> JOB_ID [KEY VALUE]...`: a client job id (a string; a whole number
 is accepted and turned into one, for clients that count), then key/value pairs, the key a
-string. Why pairs rather than positional arguments: optional arguments need no placeholders,
+string. Why pairs rather than positional arguments: optional arguments need no filler values,
 new keys never shift old ones, a Pd `[list]` or a Max `[sprintf]` builds them with nothing but
 `s`, `i` and `f`, and an unknown or misspelled key is refused by name instead of being read as
 the wrong field.

@@ -1,6 +1,6 @@
 """Checkpoints: safetensors weights with the config that built them, plus resumable train state.
 
-A run folder holds `checkpoints/step_XXXXXXXX/` directories, each with
+A run folder holds `checkpoints/step_00001000/`-style directories (step number, 8 digits), each with
   model.safetensors  the raw weights       (metadata: kind, step, config JSON, extras)
   ema.safetensors    the EMA weights       (same metadata; what we evaluate and export)
   state.pt           optimizers, other trained modules (e.g. the discriminator), step, counters
