@@ -13,7 +13,6 @@ stream start and the recorder start is measured.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,17 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from jack_tools import HAVE_JACK, PERIOD, SR, Recorder, align, jack_server
 
 from jenbridge.audio_out import devices
 from jenbridge.audio_out.looper import LiveLoop
 from jenbridge.audio_out.player import Player, bar_length
 from jenbridge.audio_out.ringbuffer import RingBuffer
 
-SR = 48000
-PERIOD = 256
 TOL = 1e-6
 REPO = Path(__file__).resolve().parents[1]
-HAVE_JACK = all(shutil.which(tool) for tool in ("jackd", "jack_capture", "jack_lsp"))
 
 
 # ---- no server needed ----
@@ -82,35 +79,14 @@ def jack():
     """A private dummy JACK server, with PortAudio re-scanned to see it; stopped afterwards."""
     if not HAVE_JACK:
         pytest.skip("jackd2 and jack-capture not installed (scripts/setup.sh installs them)")
-    name = f"jenbridge-test-{os.getpid()}"
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    # -S (synchronous): the dummy driver waits for late clients instead of dropping their cycle,
-    # so a busy CPU slows the server down rather than corrupting the recording.
-    proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-S", "-d", "dummy",
-                             "-r", str(SR), "-p", str(PERIOD)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    sd = None
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp"], capture_output=True).returncode != 0:
-            assert proc.poll() is None and time.monotonic() < deadline, "jackd did not start"
-            time.sleep(0.1)
+    with jack_server("jenbridge-test") as name:
         sd = devices.load_sounddevice()
         devices.rescan()
-        yield name
-    finally:
-        if sd is not None:
+        try:
+            yield name
+        finally:
             sd._terminate()  # close PortAudio's JACK client while the server is still up
-        proc.terminate()
-        proc.wait(10)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if sd is not None:
-            sd._initialize()
+    sd._initialize()
 
 
 @pytest.fixture(scope="module")
@@ -118,35 +94,6 @@ def player(jack):
     p = Player("system", hostapi="JACK", sample_rate=SR, channels=2)
     yield p
     p.close()
-
-
-class Recorder:
-    """jack_capture on the player's output ports, writing a float32 WAV."""
-
-    def __init__(self, path: Path) -> None:
-        ports = [p for p in subprocess.run(["jack_lsp"], capture_output=True, text=True)
-                 .stdout.split() if p.startswith("PortAudio:out_")]
-        assert len(ports) == 2, ports
-        args = ["jack_capture", "--daemon", "-c", "2", "-b", "FLOAT"]
-        for port in ports:
-            args += ["-p", port]
-        self.path = path
-        self.proc = subprocess.Popen([*args, str(path)])
-        deadline = time.monotonic() + 5
-        while not (path.exists() and path.stat().st_size > 4096):
-            assert self.proc.poll() is None and time.monotonic() < deadline, "jack_capture failed"
-            time.sleep(0.02)
-
-    def stop(self) -> np.ndarray:
-        """Stop recording; return the recording (2, frames)."""
-        self.proc.terminate()
-        self.proc.wait(10)
-        return sf.read(self.path, dtype="float32", always_2d=True)[0].T
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
@@ -163,11 +110,7 @@ def wait_until(player: Player, sample: int, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def align(rec: np.ndarray, ref: np.ndarray) -> int:
-    """Index in ``rec`` (C, M) where ``ref`` (C, N) starts, by FFT cross-correlation."""
-    n = 1 << int(np.ceil(np.log2(rec.shape[1] + ref.shape[1])))
-    xc = np.fft.irfft(np.fft.rfft(rec.sum(0), n) * np.conj(np.fft.rfft(ref.sum(0), n)), n)
-    return int(np.argmax(xc[: rec.shape[1]]))
+
 
 
 def test_devices_by_name(jack):
