@@ -148,6 +148,7 @@ class AutoencoderTraining(_Strict):
     adversarial_weight: float = 0.1
     adversarial_start: int = 0  # step at which the discriminator joins
     latent_l2: float = 1e-4  # keeps the continuous latent's scale bounded
+    waveform_l1: float = 0.1  # time-domain L1 next to the spectral losses (EnCodec's weighting)
     log_every: int = 50
     sample_every: int = 2000
     checkpoint_every: int = 1000

@@ -164,6 +164,7 @@ def test_builtin_dataset_then_tiny_training(tmp_path: Path) -> None:
     assert (run / "tb").is_dir() and any((run / "tb").iterdir())  # TensorBoard logs
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows][-1] == 5 and all(np.isfinite(r["loss"]) for r in rows)
+    assert all(r["wave"] > 0 and r["stft"] > 0 for r in rows)  # time- and frequency-domain terms
 
 
 def test_fresh_run_from_committed_weights(tmp_path: Path, dataset: Path, ae_run: Path) -> None:

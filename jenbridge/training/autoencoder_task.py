@@ -1,4 +1,5 @@
-"""One autoencoder training step: multi-resolution STFT reconstruction (+ optional adversarial).
+"""One autoencoder training step: multi-resolution STFT + waveform L1 reconstruction, a latent
+L2 bound, and an optional adversarial loss.
 
 JEN-1's noise-robust masking happens inside the autoencoder's training forward (a fraction of
 latent frames zeroed before the decoder). The discriminator, when enabled, joins at
@@ -60,8 +61,9 @@ class AutoencoderTask:
         logs: dict[str, float] = {}
         with _autocast(self.d.device):
             recon, z = self.net(audio)
-            stft = self.stft_loss(recon.float(), audio)
-            loss = stft + self.tc.latent_l2 * z.float().pow(2).mean()
+            stft = self.stft_loss(recon.float(), audio)  # frequency domain
+            wave = (recon.float() - audio).abs().mean()  # time domain: also rewards right phase
+            loss = stft + self.tc.waveform_l1 * wave + self.tc.latent_l2 * z.float().pow(2).mean()
             if adv_on:
                 real_logits, real_feats = self.disc_net(audio)
                 fake_logits, fake_feats = self.disc_net(recon)
@@ -84,7 +86,8 @@ class AutoencoderTask:
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.tc.grad_clip)
             self.opt_d.step()
             logs["disc"] = d_loss.item()
-        return {"loss": loss.item(), "stft": stft.item(), "grad_norm": gnorm.item(), **logs}
+        return {"loss": loss.item(), "stft": stft.item(), "wave": wave.item(),
+                "grad_norm": gnorm.item(), **logs}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"opt": self.opt.state_dict()}
