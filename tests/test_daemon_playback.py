@@ -54,9 +54,6 @@ def recorder(daemon, tmp_path):
     rec.kill()
 
 
-
-
-
 def counters(client: Client, tag: str) -> tuple[int, int]:
     """(underruns, stream position in samples) from /jb/status."""
     client.send("/jb/status", tag)

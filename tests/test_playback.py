@@ -110,9 +110,6 @@ def wait_until(player: Player, sample: int, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-
-
-
 def test_devices_by_name(jack):
     jacks = devices.list_output_devices("JACK")
     assert [d.name for d in jacks] == ["system"] and jacks[0].channels == 2

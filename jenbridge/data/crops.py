@@ -67,7 +67,7 @@ class AudioCrops(torch.utils.data.Dataset):
         self.clips, self.sr, self.channels = clips, sample_rate, channels
         # crop length in samples, rounded to a multiple of the model's hop (latent frame)
         self.n = max(1, round(seconds * sample_rate / multiple)) * multiple
-        self.seconds, self.normalize_db = seconds, normalize_db
+        self.normalize_db = normalize_db
         self.failures = 0
 
     def __len__(self) -> int:
