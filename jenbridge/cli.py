@@ -16,17 +16,21 @@ import sys
 # keeps its top-level imports light (argparse, pathlib): heavy imports go inside `run`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("run the OSC daemon a DAW talks to (docs/osc.md)", "jenbridge.commands.serve"),
+    "client": ("send one request to a running daemon and wait for its reply (docs/daw.md)",
+               "jenbridge.commands.client"),
     "generate": ("make music from a text prompt (text-to-music)", "jenbridge.commands.generate"),
     "inpaint": ("regenerate regions of an audio file, keeping the rest bit-exact",
                 "jenbridge.commands.generate"),
     "continue": ("append music after an audio file", "jenbridge.commands.generate"),
     "extend": ("prepend music before an audio file", "jenbridge.commands.generate"),
     "vary": ("make a variation of an audio file", "jenbridge.commands.generate"),
+    "presets": ("list, show and check presets (presets/*.yaml)", "jenbridge.commands.presets"),
     "configs": ("validate model configs and show their sizes", "jenbridge.commands.configs"),
     "data": ("build the built-in dataset, check a dataset", "jenbridge.commands.data"),
     "train": ("train the autoencoder or the diffusion model", "jenbridge.commands.train"),
     "export": ("export trained (or random) weights to an ONNX model bundle",
                "jenbridge.commands.export"),
+    "eval": ("evaluate a model bundle on held-out data (docs/eval.md)", "jenbridge.commands.eval"),
 }
 
 

@@ -27,7 +27,7 @@ for stage in $STAGES; do
     data) jb data builtin --out "$DATA" --minutes "${MINUTES:-600}" --workers "$THREADS" --quiet ;;
     autoencoder) jb train autoencoder --config small --data "$DATA" --run-dir "$RUNS/ae" \
         --threads "$THREADS" --workers 1 --no-progress "${ae_steps[@]}" ;;
-    stats) jb train stats --run-dir "$RUNS/ae" --data "$DATA" --seconds 1800 --threads "$THREADS" ;;
+    stats) jb train stats --run-dir "$RUNS/ae" --data "$DATA" --seconds 1800 --variance-kept 0.99 --threads "$THREADS" ;;
     latents) jb train cache-latents --autoencoder "$RUNS/ae/autoencoder.safetensors" \
         --data "$DATA" --out "$RUNS/latents" --threads "$THREADS" ;;
     diffusion) jb train diffusion --config small --autoencoder "$RUNS/ae/autoencoder.safetensors" \

@@ -164,8 +164,9 @@ def write_clip(folder: Path, name: str, seconds: float = 1.0) -> Path:
 
 def check_done(msg: tuple[str, list[Any]], sr: int, frames: int, position: int) -> Path:
     """A /jb/done reply and its file: rate, length, bext time reference = position."""
-    address, (_jid, path, pos_text, sec, offset, seconds, rate, seed) = msg
+    address, (_jid, path, pos_text, sec, offset, seconds, rate, seed, stretch) = msg
     assert address == "/jb/done", msg
+    assert stretch == 1.0  # no grid lock on these lengths
     assert (rate, sec * rate + offset) == (sr, position)
     assert float(pos_text) == position / sr and int(seed) >= 0
     assert math.isclose(seconds, frames / sr, rel_tol=1e-6)
@@ -185,7 +186,11 @@ def test_hello_ping_lists(client: Client) -> None:
     assert "CPUExecutionProvider" in args[4]
     assert client.ask("/jb/ping", "p1") == ("/jb/pong", ["p1"])
     assert client.ask("/jb/list/models") == ("/jb/models", ["", 1, "tiny"])
-    assert client.ask("/jb/list/presets", "x") == ("/jb/presets", ["x", 0])
+    from jenbridge.presets import PresetLibrary
+
+    names = PresetLibrary(user=False).names()
+    assert len(names) >= 12
+    assert client.ask("/jb/list/presets", "x") == ("/jb/presets", ["x", len(names), *names])
 
 
 # ---- every job type -------------------------------------------------------------------------

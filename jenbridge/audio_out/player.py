@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from time import monotonic as _monotonic
 
 import numpy as np
 
@@ -111,6 +112,10 @@ class Player:
         except sd.PortAudioError as e:
             self._stop_feeder()
             raise AudioUnavailable(f"cannot open output stream on device {device!r}: {e}") from e
+        self._latency = float(self._stream.latency or 0.0)
+        # the output clock: time.monotonic() of sample 0, one estimate per callback (~2 s)
+        self._clock_offsets = np.full(256, np.inf)
+        self._clock_n = 0
         if start:
             self._stream.start()
 
@@ -119,6 +124,13 @@ class Player:
         if status:
             self._xruns += 1
         pos = self._ring.read_pos
+        # when this block's first frame reaches the DAC, on time.monotonic(), as the offset of
+        # sample 0; a late callback only makes it larger, so readers take the window's minimum
+        dac = time.outputBufferDacTime - time.currentTime if time is not None else 0.0
+        k = self._clock_n
+        self._clock_offsets[k % len(self._clock_offsets)] = (
+            _monotonic() + (dac if 0.0 < dac < 1.0 else self._latency) - pos / self.sample_rate)
+        self._clock_n = k + 1
         got = self._ring.read_into(outdata)
         if got < frames and pos + got < self._scheduled_until:
             self._underruns += 1
@@ -173,6 +185,20 @@ class Player:
         if not np.all(np.isfinite(a)):
             raise ValueError("audio contains NaN or inf")
         return np.ascontiguousarray(np.broadcast_to(a, (self.channels, a.shape[1])).T)
+
+    def _zero_time(self) -> float:
+        if self._clock_n == 0:
+            raise ValueError("the output stream has not started yet")
+        return float(self._clock_offsets.min())
+
+    def sample_at(self, t: float) -> float:
+        """The stream sample that reaches the output at time.monotonic() `t` (from the DAC
+        times of the recent callbacks); ValueError before the stream has run."""
+        return (t - self._zero_time()) * self.sample_rate
+
+    def time_of(self, sample: int) -> float:
+        """The time.monotonic() at which stream sample `sample` reaches the output."""
+        return self._zero_time() + sample / self.sample_rate
 
     def earliest_start(self) -> int:
         """First sample a new clip can start at (the end of what is already buffered)."""

@@ -61,11 +61,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        "mp3, aiff, ...; any sample rate, mono or stereo)")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output file; the format follows the extension: .wav, .flac, .ogg")
-    p.add_argument("-p", "--prompt", default="", help="text prompt (default: none)")
+    p.add_argument("-p", "--prompt", help="text prompt (default: the preset's, else none)")
+    pre = p.add_argument_group("presets (presets/*.yaml; any option given here overrides the "
+                               "preset's value)")
+    pre.add_argument("--preset", metavar="NAME", help="apply a preset by name (`jenbridge "
+                     "presets` lists them); it must be one for this command")
+    pre.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                     help="a value for the preset's prompt template, e.g. --var genre=funk")
+    pre.add_argument("--variations", type=int, help="takes to make (default: the preset's, "
+                     "else 1); take k > 1 is written to OUT_k.ext")
+    pre.add_argument("--no-effects", dest="effects", action="store_false",
+                     help="skip the preset's effect chain")
+    pre.add_argument("--presets-dir", type=Path, action="append", default=[], metavar="DIR",
+                     help="another folder to look for presets in")
     if task in ("generate", "continue", "extend"):
         what = {"generate": "length of the music", "continue": "seconds to append",
                 "extend": "seconds to prepend"}[task]
-        length = p.add_mutually_exclusive_group(required=True)
+        length = p.add_mutually_exclusive_group()
         length.add_argument("--seconds", type=float, help=what)
         length.add_argument("--bars", type=float, help="the length in bars instead (needs "
                             "--meter and --bpm; continue/extend: the input's tempo is estimated "
@@ -82,11 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        metavar="START:END", help="seconds of the input to regenerate "
                        "(repeat for several regions)")
     if task == "vary":
-        p.add_argument("--strength", type=float, required=True,
-                       help="0 = the input back, 1 = a new piece (same seed as generate)")
+        p.add_argument("--strength", type=float,
+                       help="0 = the input back, 1 = a new piece (same seed as generate); "
+                            "required unless the preset gives it")
     if task in ("inpaint", "continue", "extend"):
-        p.add_argument("--crossfade", type=float, default=0.01,
-                       help="seconds of crossfade at each seam (default 0.01)")
+        p.add_argument("--crossfade", type=float,
+                       help="seconds of crossfade at each seam (default: the preset's, else "
+                            "0.01)")
         p.add_argument("--no-estimate", dest="estimate", action="store_false",
                        help="do not estimate an unset --bpm / --key from the input audio")
     model = p.add_argument_group("model and sampling")
@@ -212,16 +226,78 @@ def _precheck(args: argparse.Namespace, task: str, bundle: Path, source: Any,
         regions.check_regions(args.region, audio.shape[1] / sr)
 
 
+def _apply_preset(args: argparse.Namespace, task: str) -> Any:
+    """Fill every option the user left unset from --preset; returns the preset (or None).
+    Without a preset, checks the options a preset could have supplied."""
+    preset = None
+    if args.preset is not None:
+        from jenbridge.presets import PresetLibrary
+
+        preset = PresetLibrary(args.presets_dir).get(args.preset)
+        if preset.task != task:
+            raise ValueError(f"preset {preset.name!r} is a {preset.task} preset; use it with "
+                             f"`jenbridge {preset.task}`" if preset.task != "loop" else
+                             f"preset {preset.name!r} is a live-loop preset (use it from the "
+                             "daemon: /jb/loop/start or /jb/run)")
+        for name in ("steps", "guidance", "sampler", "bpm", "key", "meter", "strength",
+                     "crossfade", "grid_lock"):
+            if getattr(args, name, None) is None and getattr(preset, name) is not None:
+                setattr(args, name, getattr(preset, name))
+        if task in ("generate", "continue", "extend") and args.seconds is None \
+                and args.bars is None:
+            args.seconds, args.bars = preset.seconds, preset.bars
+        if args.variations is None:
+            args.variations = preset.variations
+    elif args.var:
+        raise ValueError("--var fills a preset's prompt template: give --preset too")
+    if task in ("generate", "continue", "extend") and args.seconds is None and args.bars is None:
+        raise ValueError("give --seconds or --bars (or a preset with a length)")
+    if task == "vary" and args.strength is None:
+        raise ValueError("give --strength (or a preset with one)")
+    if getattr(args, "crossfade", 0.0) is None:
+        args.crossfade = 0.01
+    if args.variations is None:
+        args.variations = 1
+    if args.prompt is None:
+        args.prompt = _preset_prompt(preset, args) if preset is not None else ""
+    return preset
+
+
+def _preset_prompt(preset: Any, args: argparse.Namespace) -> str:
+    from jenbridge.presets import render_prompt
+
+    overrides = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--var {item!r} is not NAME=VALUE")
+        overrides[name.strip()] = value
+    return render_prompt(preset, overrides, {"bpm": args.bpm, "key": args.key,
+                                             "meter": args.meter})
+
+
+def take_paths(output: Path, takes: int) -> list[Path]:
+    """OUT.ext for the first take, OUT_2.ext, OUT_3.ext ... for the others."""
+    return [output] + [output.with_name(f"{output.stem}_{k}{output.suffix}")
+                       for k in range(2, takes + 1)]
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
     from jenbridge.engine import Engine
+    from jenbridge.presets import peak_normalize, take_seeds
 
     task = getattr(args, "task", None) or "generate"
-    check_output(args.output, args.overwrite)  # fail before any model work
+    preset = _apply_preset(args, task)
+    seeds = take_seeds(preset, args.variations, args.seed)
+    outputs = take_paths(args.output, len(seeds))
+    for out in outputs:
+        check_output(out, args.overwrite)  # fail before any model work
+    chain = _effects(preset, args) if preset is not None and args.effects else None
     source = _read_input(args.input) if task != "generate" else None
     bundle = _bundle(args)
-    sampling: dict[str, Any] = dict(seed=args.seed, steps=args.steps, guidance=args.guidance,
+    sampling: dict[str, Any] = dict(seed=seeds[0], steps=args.steps, guidance=args.guidance,
                                     sampler=args.sampler, bpm=args.bpm, key=args.key,
                                     meter=args.meter)
     _precheck(args, task, bundle, source, sampling)
@@ -233,41 +309,81 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="jenbridge: %(message)s")
     engine = Engine(bundle, providers=args.providers, threads=args.threads,
                     window_frames=args.window_frames)
-    bar = _Bar(not args.quiet)
-    sampling["progress"] = bar
-    try:
-        if source is None:
-            result = engine.generate(args.prompt, args.seconds, sample_rate=args.sample_rate,
-                                     channels=args.channels, **length, **sampling)
-        else:
-            audio, sr = source
-            calls = {
-                "inpaint": lambda: engine.inpaint(audio, sr, args.region, args.prompt,
-                                                  crossfade=args.crossfade, **sampling),
-                "continue": lambda: engine.continue_(audio, sr, args.seconds, args.prompt,
-                                                     crossfade=args.crossfade, **length,
-                                                     **sampling),
-                "extend": lambda: engine.extend_left(audio, sr, args.seconds, args.prompt,
-                                                     crossfade=args.crossfade, **length,
-                                                     **sampling),
-                "vary": lambda: engine.vary(audio, sr, args.strength, args.prompt, **sampling),
-            }
-            result = calls[task]()
-    finally:
-        bar.close()
-    write_atomic(args.output, result.audio, result.sample_rate, args.overwrite)
-    _report_musical(result)
-    if not args.quiet:
-        print(f"wrote {args.output} ({result.seconds:.2f} s, {result.sample_rate} Hz, "
-              f"{result.audio.shape[0]} ch) seed {result.seed}, {result.steps} steps x "
-              f"{result.windows} window(s), {result.timings['total']:.2f} s on "
-              f"{', '.join(result.providers)}")
+    for k, (seed, out) in enumerate(zip(seeds, outputs)):
+        bar = _Bar(not args.quiet)
+        sampling.update(seed=seed, progress=bar)
+        try:
+            result = _call(engine, task, args, source, length, sampling)
+        finally:
+            bar.close()
+        audio = result.audio
+        if chain is not None:
+            audio = _wet(chain, task, args, audio, result.sample_rate)
+        audio = peak_normalize(audio, preset.output.peak_db if preset is not None else None)
+        write_atomic(out, audio, result.sample_rate, args.overwrite)
+        if k == 0:
+            _report_musical(result)
+        if not args.quiet:
+            print(f"wrote {out} ({result.seconds:.2f} s, {result.sample_rate} Hz, "
+                  f"{result.audio.shape[0]} ch) seed {result.seed}, {result.steps} steps x "
+                  f"{result.windows} window(s), {result.timings['total']:.2f} s on "
+                  f"{', '.join(result.providers)}")
     return 0
+
+
+def _call(engine: Any, task: str, args: argparse.Namespace, source: Any,
+          length: dict[str, Any], sampling: dict[str, Any]) -> Any:
+    if source is None:
+        return engine.generate(args.prompt, args.seconds, sample_rate=args.sample_rate,
+                               channels=args.channels, **length, **sampling)
+    audio, sr = source
+    if task == "inpaint":
+        return engine.inpaint(audio, sr, args.region, args.prompt, crossfade=args.crossfade,
+                              **sampling)
+    if task == "continue":
+        return engine.continue_(audio, sr, args.seconds, args.prompt, crossfade=args.crossfade,
+                                **length, **sampling)
+    if task == "extend":
+        return engine.extend_left(audio, sr, args.seconds, args.prompt,
+                                  crossfade=args.crossfade, **length, **sampling)
+    return engine.vary(audio, sr, args.strength, args.prompt,
+                       **{k: v for k, v in sampling.items() if k != "estimate_conditions"})
+
+
+def _effects(preset: Any, args: argparse.Namespace) -> Any:
+    """The preset's effect chain, checked before any model work (None: it has none)."""
+    if not preset.effects:
+        return None
+    from plugin_host import parse_chain
+
+    return parse_chain(list(preset.effects), source=f"preset {preset.name}")
+
+
+def _wet(spec: Any, task: str, args: argparse.Namespace, audio: Any, sr: int) -> Any:
+    """The audio through the chain; inpainting keeps the input outside the regions exact."""
+    import numpy as np
+
+    from plugin_host import EffectChain
+
+    wet = EffectChain(spec, sr, channels=audio.shape[0]).process(
+        np.ascontiguousarray(audio, dtype=np.float32))
+    if task == "inpaint":
+        from jenbridge.engine import regions as rg
+
+        spans = rg.region_samples(args.region, sr, audio.shape[1])
+        wet = rg.splice(audio, wet, rg.splice_weights(spans, audio.shape[1],
+                                                      round(args.crossfade * sr)))
+    return wet
 
 
 def _report_musical(result: Any) -> None:
     """The estimated conditions and the grid lock's stretch, on stderr (always: they change
     what was made)."""
+    from jenbridge.daemon.tasks import describe_conditions
+
+    used = describe_conditions(result.conditions)
+    if used:
+        print(f"jenbridge: conditions {used}", file=sys.stderr)
     if result.estimated:
         found = ", ".join(f"{name} {value:g}" if isinstance(value, float) else
                           f"{name} {value}" for name, value in result.estimated.items())

@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="look for the device in this host API only (JACK, ALSA, CoreAudio, ...)")
     p.add_argument("--play-results", action="store_true", default=None,
                    help="play every finished job's audio on the output device")
+    p.add_argument("--presets", type=Path, nargs="+", metavar="DIR",
+                   help="more preset folders (after the shipped presets and "
+                        "~/.config/jenbridge/presets; a later folder's preset wins)")
+    p.add_argument("--link", action="store_true", default=None,
+                   help="join an Ableton Link session: live loops follow its tempo and bar "
+                        "lines (needs the link extra: pip install 'jenbridge[link]')")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
@@ -57,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
                      queue_size=args.queue_size, wav_format=args.wav_format,
                      providers=args.providers, threads=args.threads,
                      audio_device=args.audio_device, audio_hostapi=args.audio_hostapi,
-                     play_results=args.play_results)
+                     play_results=args.play_results,
+                     presets_dirs=tuple(args.presets) if args.presets else None,
+                     link=args.link)
     config = load_daemon_config(args.config, overrides)
     bundle = bundle_path(config)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -74,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     server = Server(engine, config, bundle)
     log.info("output folder %s; allowed folders: %s", server.output_dir,
              ", ".join(str(r) for r in server.allowed.roots))
+    good, bad = server.presets.check_all()
+    log.info("presets: %d (%s) from %s", len(good), ", ".join(p.name for p in good) or "none",
+             ", ".join(str(f) for f in server.presets.folders if f.is_dir()) or "no folder")
+    for problem in bad:
+        log.warning("preset skipped: %s", problem)
     host, port = server.address
     log.info("listening on udp %s:%d (replies: %s)", host, port,
              f"port {config.reply_port}" if config.reply_port else "to the sender")

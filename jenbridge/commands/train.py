@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the autoencoder's run folder")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--seconds", type=float, default=1800.0, help="audio seconds to gather over")
+    p.add_argument("--variance-kept", type=float,
+                   help="share of the latent variance the kept channels carry (default: the "
+                        "config's autoencoder.variance_kept)")
     p.add_argument("--threads", type=int)
     p = sub.add_parser("cache-latents", help="encode a dataset once into normalized latents")
     p.add_argument("--autoencoder", type=Path, required=True, help="autoencoder weights file")

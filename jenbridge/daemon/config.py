@@ -14,6 +14,8 @@
     audio_device: null       # output device name or unique substring (null: PortAudio's default)
     audio_hostapi: null      # restrict the device search to a host API ("JACK", "ALSA", ...)
     play_results: false      # also play every finished job's audio at once on the device
+    presets_dirs: []         # more preset folders (after the shipped and ~/.config/jenbridge ones)
+    link: false              # join an Ableton Link session: live loops take its tempo and bars
 
 An unknown key or a wrong type is a ConfigError (a ValueError) that names the key, like the
 model configs (jenbridge/config.py). `Allowed` turns the folder list into the path check every
@@ -55,6 +57,8 @@ class DaemonConfig(BaseModel):
     audio_device: str | None = None
     audio_hostapi: str | None = None
     play_results: bool = False
+    presets_dirs: tuple[Path, ...] = ()
+    link: bool = False
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -86,8 +90,9 @@ def load_daemon_config(path: Path | None = None,
     for key in ("model", "output_dir"):
         if isinstance(data.get(key), str):
             data[key] = Path(data[key])
-    if isinstance(data.get("allow"), list | tuple):
-        data["allow"] = tuple(Path(p) if isinstance(p, str) else p for p in data["allow"])
+    for key in ("allow", "presets_dirs"):
+        if isinstance(data.get(key), list | tuple):
+            data[key] = tuple(Path(p) if isinstance(p, str) else p for p in data[key])
     try:
         return DaemonConfig.model_validate(data)
     except ValidationError as err:

@@ -54,6 +54,7 @@ class Metadata:
     model: str
     job_id: str
     software: str
+    notes: str = ""  # e.g. "preset=...; take=2/4; grid lock ..." (ICMT and the bext text)
 
 
 def _fixed(text: str, size: int) -> bytes:
@@ -71,7 +72,8 @@ def bext_payload(meta: Metadata, now: dt.datetime | None = None) -> bytes:
     now = now or dt.datetime.now()
     if not 0 <= meta.time_reference < 2**64:
         raise ValueError(f"time reference {meta.time_reference} does not fit 64 bits")
-    description = (f"jenbridge {meta.task} seed={meta.seed} model={meta.model} "
+    notes = f" {meta.notes}" if meta.notes else ""
+    description = (f"jenbridge {meta.task} seed={meta.seed} model={meta.model}{notes} "
                    f"prompt={meta.prompt}")
     body = b"".join([
         _fixed(description, 256), _fixed(meta.software, 32), _fixed(meta.job_id, 32),
@@ -86,6 +88,8 @@ def bext_payload(meta: Metadata, now: dt.datetime | None = None) -> bytes:
 def info_payload(meta: Metadata) -> bytes:
     """LIST/INFO body (UTF-8 text, NUL-terminated): the full prompt survives here."""
     comment = f"task={meta.task}; seed={meta.seed}; model={meta.model}; job={meta.job_id}"
+    if meta.notes:
+        comment += f"; {meta.notes}"
     fields = [(b"INAM", meta.prompt), (b"ICMT", comment), (b"ISFT", meta.software)]
     return b"INFO" + b"".join(_chunk(tag, value.encode("utf-8") + b"\0")
                               for tag, value in fields)

@@ -41,9 +41,11 @@ MODES = ("continue", "vary")
 PLAY_KEYS = ("path", "at", "at_samples", "at_sec", "at_offset", "at_next_bar", "bpm", "meter",
              "origin_samples", "reply_port")
 LOOP_START_KEYS = ("path", "bars", "prompt", "mode", "strength", "crossfade", "iterations",
-                   "write", "origin_samples", "out_dir", "reply_port", *protocol.SAMPLING_KEYS)
-LOOP_UPDATE_KEYS = ("prompt", "mode", "strength", "crossfade", "reply_port", "seed", "steps",
-                    "guidance", "sampler", "key")
+                   "write", "origin_samples", "out_dir", "reply_port", "preset", "var_*",
+                   "effects", "source", "link", *protocol.SAMPLING_KEYS)
+LOOP_UPDATE_KEYS = ("prompt", "mode", "strength", "crossfade", "source", "reply_port", "seed",
+                    "steps", "guidance", "sampler", "key")
+SOURCES = ("last", "first")  # vary mode: each iteration varies the last one, or the first
 
 
 class Audio:
@@ -52,6 +54,16 @@ class Audio:
     def __init__(self, config: Any) -> None:
         self.player: Any = None
         self.reason: str | None = None
+        self.link: Any = None  # an Ableton Link session (config `link`), or None
+        if getattr(config, "link", False):
+            from jenbridge.audio_out.link import LinkSession, LinkUnavailable
+
+            try:
+                self.link = LinkSession()
+                log.info("Ableton Link: joined (peers %d, tempo %.2f)", self.link.state().peers,
+                         self.link.state().tempo)
+            except LinkUnavailable as err:
+                log.warning("Ableton Link unavailable: %s; loops use the request's tempo", err)
         try:
             from jenbridge.audio_out import devices
             from jenbridge.audio_out.player import Player
@@ -84,6 +96,9 @@ class Audio:
         return st.underruns, st.xruns, st.position
 
     def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
         if self.player is not None:
             self.player.close()
             self.player = None
@@ -223,8 +238,12 @@ class LoopState:
     write: bool
     out_dir: Path | None
     origin: int
+    effects: Any = None  # a plugin_host chain stream (the preset's), carried across iterations
     first: np.ndarray | None = None
     first_path: str = ""
+    source: str = "last"
+    link: Any = None  # the Link snapshot the loop's grid came from (None: no Link sync)
+    original: np.ndarray | None = None  # the first iteration before effects (source first)
     loop: Any = None
     stopped: bool = False
     finished: bool = False
@@ -255,10 +274,19 @@ def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None
     jid = protocol.job_id(args)
     kv = pairs(args, LOOP_START_KEYS)
     port = _reply_port(kv)
+    effects = None
+    if "preset" in kv:
+        kv, effects = _loop_preset(server, kv)
+    link = _link_grid(server, kv)  # Ableton Link: its tempo and its bar lines
+    if link is not None and "bpm" not in kv:
+        kv["bpm"] = link[0].tempo
     for key in ("bpm", "bars"):
         if key not in kv:
             raise RequestError("bad_request", f"/jb/loop/start needs {key!r}")
     bpm = number(kv["bpm"], "bpm", 20.0, 400.0)
+    if link is not None and abs(bpm - link[0].tempo) > 0.01:
+        raise RequestError("bad_request", f"bpm {bpm:g} differs from the Link session's "
+                           f"{link[0].tempo:.2f} (leave bpm out, or send link 0)")
     bars = whole(kv["bars"], "bars", 1, MAX_LOOP_BARS)
     meter = _meter(kv.get("meter", 4))
     prompt = text(kv.get("prompt", ""), "prompt")
@@ -267,6 +295,10 @@ def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None
     iterations = whole(kv.get("iterations", 0), "iterations", 0, 1_000_000)
     write = bool(whole(kv.get("write", 1), "write", 0, 1))
     origin = whole(kv.get("origin_samples", 0), "origin_samples", 0, 2**62)
+    if link is not None:
+        if "origin_samples" in kv:
+            raise RequestError("bad_request", "origin_samples and Link sync exclude each other")
+        origin = _link_origin(server, link[0], meter)
     out_dir = protocol._path(server.context, kv["out_dir"], "out_dir", True) \
         if "out_dir" in kv else None
     player = server.audio.require()
@@ -288,13 +320,93 @@ def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None
         raise RequestError("shutting_down", "the daemon is stopping")
     if jid in server.loops:
         raise RequestError("duplicate_job", f"loop {jid!r} is already playing")
+    fx = None
+    if effects:
+        from plugin_host import ChainError, EffectChain, parse_chain
+
+        try:
+            fx = EffectChain(parse_chain(effects, source=f"preset {kv['preset']}"), sr).stream()
+        except (ChainError, RuntimeError, OSError) as err:
+            raise RequestError("bad_request", f"effect chain: {err}") from None
     state = LoopState(jid, server.endpoint(sender, port), bpm, bars, meter, n, prompt, mode,
-                      strength, crossfade, opts, iterations, write, out_dir, origin, first,
+                      strength, crossfade, opts, iterations, write, out_dir, origin, fx, first,
                       first_path)
+    state.source = _source(kv, "last")
+    state.link = link[0] if link is not None else None
     server.loops[jid] = state
     server.send(state.reply_to, "/jb/accepted", (jid, 0))
     threading.Thread(target=_run_loop, args=(server, state), name=f"jenbridge-loop-{jid}",
                      daemon=True).start()
+
+
+def _link_grid(server: Server, kv: dict[str, Any]) -> tuple[Any] | None:
+    """(a Link snapshot,) when this loop syncs to Ableton Link: `link 1`, or by default when
+    the daemon is in a Link session; None otherwise."""
+    session = server.audio.link
+    want = protocol.flag(kv["link"], "link") if "link" in kv else session is not None
+    if not want:
+        return None
+    if session is None:
+        raise RequestError("bad_request", "this daemon is not in an Ableton Link session (start "
+                           "it with --link; needs jenbridge[link])")
+    return (session.state(),)
+
+
+def _link_origin(server: Server, state: Any, meter: tuple[int, int]) -> int:
+    """A sample on the player's clock where a Link bar line falls (beats per bar = meter)."""
+    import time
+
+    from jenbridge.audio_out.link import next_bar_time
+
+    player = server.audio.require()
+    t, _beat = next_bar_time(state, float(meter[0]), time.monotonic())
+    try:
+        return max(0, round(player.sample_at(t)))
+    except ValueError as err:
+        raise RequestError("no_audio", str(err)) from None
+
+
+def link_status(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/link [ID] -> /jb/link ID enabled peers tempo beat (0 0 0 0 without a session)."""
+    from jenbridge.daemon.server import _answer
+
+    session = server.audio.link
+    if session is None:
+        _answer(server, args, sender, "/jb/link", (0, 0, 0.0, 0.0))
+        return
+    st = session.state()
+    _answer(server, args, sender, "/jb/link", (1, st.peers, st.tempo, st.beat))
+
+
+def _source(kv: dict[str, Any], default: str) -> str:
+    if "source" not in kv:
+        return default
+    source = text(kv["source"], "source", 16)
+    if source not in SOURCES:
+        raise RequestError("bad_request", f"source must be one of {SOURCES}, got {source!r}")
+    return source
+
+
+def _loop_preset(server: Server, kv: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """A loop preset's settings under the request's keys; its prompt filled from `var_*` and
+    the request's bpm / key / meter; its effect chain (unless `effects 0`)."""
+    from jenbridge.presets import PresetError, loop_request, render_prompt
+
+    preset = protocol.find_preset(server.context, kv["preset"])
+    if preset.task != "loop":
+        raise RequestError("bad_request", f"preset {preset.name!r} is a {preset.task} preset, "
+                           "not a loop preset")
+    merged = {**loop_request(preset), **kv}
+    variables = {k[4:]: text(v, k, 200) for k, v in kv.items() if k.startswith("var_")}
+    if "prompt" not in kv:
+        try:
+            merged["prompt"] = render_prompt(preset, variables, merged)
+        except PresetError as err:
+            raise RequestError("bad_request", str(err)) from None
+    elif variables:
+        raise RequestError("bad_request", "var_* keys fill a preset's prompt: send no prompt")
+    use_fx = protocol.flag(kv.get("effects", 1), "effects")
+    return merged, (list(preset.effects) if use_fx else [])
 
 
 def _options(state: LoopState, k: int) -> dict[str, Any]:
@@ -336,13 +448,17 @@ def _next_loop(server: Server, state: LoopState):
             raise RuntimeError("loop stopped")
         prompt, mode, strength, fade = state.prompt, state.mode, state.strength, state.crossfade
         opts = _options(state, k)
+        if mode == "vary" and state.source == "first" and state.original is not None:
+            base = state.original  # a new variation of the original, joined to the last loop
+        else:
+            base = previous
         with server.engine_lock:
             if mode == "continue":
                 r = server.engine.continue_(previous, sr, state.length / sr, prompt,
                                             crossfade=fade, should_stop=should_stop, **opts)
                 audio = _fit(r.audio[:, previous.shape[1]:], state.length)
             else:
-                r = server.engine.vary(previous, sr, strength, prompt, should_stop=should_stop,
+                r = server.engine.vary(base, sr, strength, prompt, should_stop=should_stop,
                                        **opts)
                 audio = _fit(r.audio, state.length)
                 # the step from the last loop's end (extrapolated one sample) to this start
@@ -350,10 +466,20 @@ def _next_loop(server: Server, state: LoopState):
                 audio = smooth_seam(audio, edge - audio[:, 0], round(fade * sr), True)
         if should_stop():
             raise RuntimeError("loop stopped")
+        audio = _wet(state, audio)
         _emit(server, state, k, audio, int(r.seed))
         return audio
 
     return next_loop
+
+
+def _wet(state: LoopState, audio: np.ndarray) -> np.ndarray:
+    """The iteration through the loop's effect chain; one stream across iterations, so reverb
+    tails and compressor state run on over the loop boundaries (no click, no reset)."""
+    if state.effects is None:
+        return audio
+    return np.ascontiguousarray(state.effects.process(np.ascontiguousarray(audio, np.float32)),
+                                dtype=np.float32)
 
 
 def _run_loop(server: Server, state: LoopState) -> None:
@@ -373,15 +499,21 @@ def _run_loop(server: Server, state: LoopState) -> None:
             first, seed = _fit(r.audio, state.length), int(r.seed)
         if state.stopped or server.stopping:
             raise Cancelled()
-        _emit(server, state, 0, first, seed, state.first_path)
+        state.original = first
+        first = _wet(state, first)
+        _emit(server, state, 0, first, seed, "" if state.effects else state.first_path)
         with state.lock:
             if state.stopped:
                 raise Cancelled()
             state.loop = LiveLoop(player, first, state.bpm, state.bars, state.meter,
                                   _next_loop(server, state), origin_sample=state.origin)
         start = state.loop.start_sample
+        beat, at = -1.0, ""
+        if state.link is not None:  # where the loop starts on the Link timeline
+            t = player.time_of(start)
+            beat, at = state.link.beat_at(t), repr(t)
         server.send(state.reply_to, "/jb/loop/started",
-                    (state.loop_id, *_split(start, sr), state.length, sr))
+                    (state.loop_id, *_split(start, sr), state.length, sr, float(beat), at))
     except Cancelled:
         server.loops.pop(state.loop_id, None)
         server.send(state.reply_to, "/jb/error",
@@ -444,6 +576,7 @@ def loop_update(server: Server, args: list[Any], sender: tuple[str, int]) -> Non
         fresh = protocol.sampling(changed, server.context.sampler_defaults)
         sampling.update({k: fresh[k] for k in changed})
     state.prompt, state.mode, state.strength, state.crossfade = prompt, mode, strength, crossfade
+    state.source = _source(kv, state.source)
     state.sampling = sampling
     server.send(server.endpoint(sender, _reply_port(kv)), "/jb/loop/updated", (state.loop_id,))
 
@@ -467,4 +600,5 @@ ADDRESSES = {
     "/jb/loop/start": loop_start,
     "/jb/loop/update": loop_update,
     "/jb/loop/stop": loop_stop,
+    "/jb/link": link_status,
 }

@@ -43,16 +43,19 @@ MAX_JOB_ID = 64
 MAX_POSITION = 24 * 3600.0  # seconds on the time line
 POSITIONS = ("start", "end", "file_at")
 SAMPLING_KEYS = ("seed", "steps", "guidance", "sampler", "bpm", "key", "meter")
-COMMON_KEYS = ("prompt", *SAMPLING_KEYS, "sample_rate", "reply_port", "out_dir")
-LENGTH_KEYS = ("seconds", "bars")
+# `var_<name>` keys (a preset's prompt variables) are accepted wherever "var_*" is listed
+COMMON_KEYS = ("prompt", *SAMPLING_KEYS, "sample_rate", "reply_port", "out_dir", "preset",
+               "var_*", "variations", "effects", "peak_db", "wav_format")
+LENGTH_KEYS = ("seconds", "bars", "grid_lock")
 _POSITION_KEYS = tuple(f"{p}{s}" for p in POSITIONS for s in ("", "_samples", "_sec", "_offset"))
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "generate": (*COMMON_KEYS, *LENGTH_KEYS, *_POSITION_KEYS[:8], "channels"),
-    "inpaint": (*COMMON_KEYS, "path", *_POSITION_KEYS, "crossfade"),
-    "continue": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade"),
-    "extend": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade"),
+    "inpaint": (*COMMON_KEYS, "path", *_POSITION_KEYS, "crossfade", "estimate"),
+    "continue": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade", "estimate"),
+    "extend": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade", "estimate"),
     "vary": (*COMMON_KEYS, "path", "strength", *_POSITION_KEYS[:4], *_POSITION_KEYS[8:]),
 }
+MAX_VARIATIONS = 16
 REQUIRED: dict[str, tuple[str, ...]] = {
     "generate": (), "inpaint": ("path",), "continue": ("path",), "extend": ("path",),
     "vary": ("path", "strength"),
@@ -92,6 +95,14 @@ class Request:
     channels: int = 2
     reply_port: int | None = None
     out_dir: Path | None = None
+    bars: float | None = None  # a bar-based length (the engine locks it to the grid)
+    grid_lock: bool | None = None  # None: the engine's default (on for bar lengths)
+    estimate: bool = True  # estimate unset bpm / key from the input (inpaint/continue/extend)
+    seeds: tuple[int | None, ...] = (None,)  # one per take (None: a fresh random seed)
+    preset: str | None = None
+    effects: tuple[dict[str, Any], ...] = ()  # the preset's plugin_host chain
+    peak_db: float | None = None
+    wav_format: str | None = None  # None: the daemon's
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class Context:
     config: DaemonConfig
     allowed: Allowed
     sampler_defaults: Any  # jenbridge.bundle.SamplerDefaults of the served bundle
+    presets: Any = None  # jenbridge.presets.PresetLibrary (None: no presets)
 
 
 # ---- single values ------------------------------------------------------------------------
@@ -165,7 +177,7 @@ def pairs(args: list[Any], allowed: tuple[str, ...]) -> dict[str, Any]:
     for k, v in zip(rest[0::2], rest[1::2], strict=True):
         if not isinstance(k, str):
             raise RequestError("bad_request", f"expected a key (string), got {_tag(k)}")
-        if k not in allowed:
+        if k not in allowed and not (k.startswith("var_") and "var_*" in allowed):
             raise RequestError("bad_request", f"unknown key {k!r}")
         if k in out:
             raise RequestError("bad_request", f"key {k!r} given twice")
@@ -263,17 +275,31 @@ def validate(task: str, args: list[Any], ctx: Context) -> Request:
     """Check a `/jb/<task>` request completely; RequestError names the first problem."""
     jid = job_id(args)
     kv = pairs(args, TASK_KEYS[task])
+    preset = None
+    if "preset" in kv:
+        preset = find_preset(ctx, kv["preset"])
+        if preset.task != task:
+            raise RequestError("bad_request", f"preset {preset.name!r} is a {preset.task} "
+                               f"preset, not one for /jb/{task} (send it to /jb/run)")
+        from jenbridge.presets import merge_request
+
+        kv = merge_request(preset, kv, TASK_KEYS[task])
     for key in REQUIRED[task]:
         if key not in kv:
             raise RequestError("bad_request", f"/jb/{task} needs {key!r}")
     cfg = ctx.config
+    opts = sampling(kv, ctx.sampler_defaults)
+    if "bars" in kv and opts["meter"] is None:
+        opts["meter"] = 4  # the length's meter (length_seconds) is the model's too
     common: dict[str, Any] = dict(
-        task=task, job_id=jid, prompt=text(kv.get("prompt", ""), "prompt"),
-        sampling=sampling(kv, ctx.sampler_defaults),
+        task=task, job_id=jid, prompt=_prompt(kv, preset, opts), sampling=opts,
         reply_port=whole(kv["reply_port"], "reply_port", 1, 65535) if "reply_port" in kv
         else None,
-        out_dir=_path(ctx, kv["out_dir"], "out_dir", True) if "out_dir" in kv else None)
+        out_dir=_path(ctx, kv["out_dir"], "out_dir", True) if "out_dir" in kv else None,
+        **_finishing(kv, preset, opts))
     rate = whole(kv["sample_rate"], "sample_rate", 8000, 384000) if "sample_rate" in kv else None
+    if rate is None and preset is not None:
+        rate = preset.output.sample_rate
     if task == "generate":
         sr = rate or cfg.sample_rate
         start, end = position(kv, "start", sr), position(kv, "end", sr)
@@ -328,6 +354,72 @@ def validate(task: str, args: list[Any], ctx: Context) -> Request:
                                "0 on the time line")
     return Request(**common, sample_rate=sr, position=pos, length=new, path=path,
                    input_rate=info.sample_rate, crossfade=fade)
+
+
+def flag(value: Any, key: str) -> bool:
+    """A 0/1 switch (`i`, or a whole float from Pd)."""
+    return whole(value, key, 0, 1) == 1
+
+
+def find_preset(ctx: Context, name: Any) -> Any:
+    """The preset a request names, from the daemon's library; not_found if there is none."""
+    from jenbridge.presets import PresetError
+
+    if ctx.presets is None:
+        raise RequestError("not_found", "this daemon serves no presets")
+    try:
+        return ctx.presets.get(text(name, "preset", 64))
+    except PresetError as err:
+        code = "not_found" if str(err).startswith("unknown preset") else "bad_request"
+        raise RequestError(code, str(err)) from None
+
+
+def _prompt(kv: dict[str, Any], preset: Any, opts: dict[str, Any]) -> str:
+    """The request's prompt; else the preset's template filled from `var_*` and the request's
+    bpm / key / meter."""
+    variables = {k[4:]: text(v, k, 200) for k, v in kv.items() if k.startswith("var_")}
+    if "prompt" in kv or preset is None:
+        if variables:
+            raise RequestError("bad_request", "var_* keys fill a preset's prompt: send a preset "
+                               "(and no prompt)")
+        return text(kv.get("prompt", ""), "prompt")
+    from jenbridge.presets import PresetError, render_prompt
+
+    try:
+        return render_prompt(preset, variables, opts)
+    except PresetError as err:
+        raise RequestError("bad_request", str(err)) from None
+
+
+def _finishing(kv: dict[str, Any], preset: Any, opts: dict[str, Any]) -> dict[str, Any]:
+    """Takes, seeds, effects, output level and format, grid lock and estimation switches."""
+    from jenbridge.presets import PresetError, take_seeds
+
+    default = preset.variations if preset is not None else 1
+    variations = whole(kv.get("variations", default), "variations", 1, MAX_VARIATIONS)
+    try:
+        seeds = take_seeds(preset, variations, opts["seed"])
+    except PresetError as err:
+        raise RequestError("bad_request", str(err)) from None
+    out: dict[str, Any] = dict(seeds=tuple(seeds), preset=getattr(preset, "name", None))
+    if preset is not None and preset.effects and flag(kv.get("effects", 1), "effects"):
+        out["effects"] = tuple(preset.effects)
+    elif "effects" in kv:
+        flag(kv["effects"], "effects")
+    out["peak_db"] = number(kv["peak_db"], "peak_db", -60.0, 0.0) if "peak_db" in kv \
+        else getattr(getattr(preset, "output", None), "peak_db", None)
+    fmt = text(kv["wav_format"], "wav_format", 16) if "wav_format" in kv \
+        else getattr(getattr(preset, "output", None), "format", None)
+    if fmt not in (None, "float32", "pcm24"):
+        raise RequestError("bad_request", f"wav_format must be float32 or pcm24, got {fmt!r}")
+    out["wav_format"] = fmt
+    if "grid_lock" in kv:
+        out["grid_lock"] = flag(kv["grid_lock"], "grid_lock")
+    if "estimate" in kv:
+        out["estimate"] = flag(kv["estimate"], "estimate")
+    if "bars" in kv:
+        out["bars"] = number(kv["bars"], "bars", 0.0, 10000.0)
+    return out
 
 
 def _path(ctx: Context, raw: Any, key: str, want_dir: bool) -> Path:

@@ -36,6 +36,7 @@ from jenbridge.daemon.config import Allowed, DaemonConfig
 from jenbridge.daemon.jobs import Job, JobFailed, JobQueue
 from jenbridge.daemon.outputs import Metadata, write_output
 from jenbridge.daemon.protocol import Context, RequestError
+from jenbridge.daemon.tasks import TASK_CALLS, describe_result, finish_audio
 
 log = logging.getLogger("jenbridge.daemon")
 MAX_DATAGRAM = 65507
@@ -56,7 +57,10 @@ class Server:
         self.output_dir = Path(config.output_dir).expanduser().resolve()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.allowed = Allowed((*config.allow, self.output_dir))
-        self.context = Context(config, self.allowed, engine.manifest.sampler)
+        from jenbridge.presets import PresetLibrary
+
+        self.presets = PresetLibrary(config.presets_dirs)
+        self.context = Context(config, self.allowed, engine.manifest.sampler, self.presets)
         self.stopping = False
         self.engine_lock = threading.Lock()  # one engine call at a time: jobs and live loops
         self.loops: dict[str, playback.LoopState] = {}
@@ -179,42 +183,53 @@ class Server:
         if should_stop():  # a job the worker picked up after SIGTERM, before the queue closed
             raise cancelled()
         progress(0.0, "start")
-        opts = dict(req.sampling, progress=progress, should_stop=should_stop)
-        sr, secs = req.sample_rate, req.length / req.sample_rate
-        try:
-            if req.task == "generate":
-                with self.engine_lock:
-                    result = self.engine.generate(req.prompt, secs, sample_rate=sr,
-                                                  channels=req.channels, **opts)
-                audio = result.audio
-            else:
-                assert req.path is not None  # protocol validation requires a path for these
+        sr, takes = req.sample_rate, len(req.seeds)
+        src = None
+        if req.task != "generate":
+            assert req.path is not None  # protocol validation requires a path for these
+            try:
                 src, _ = read_audio(req.path, sample_rate=sr)
+            except AudioError as err:
+                raise JobFailed("bad_audio", str(err)) from None
+        done: tuple[Any, ...] = ()
+        for k, seed in enumerate(req.seeds):
+            def take_progress(fraction: float, stage: str, k: int = k) -> None:
+                progress((k + fraction) / takes, stage)
+
+            opts = dict(req.sampling, seed=seed, progress=take_progress, should_stop=should_stop)
+            try:
                 with self.engine_lock:
                     audio, result = TASK_CALLS[req.task](self.engine, req, src, opts)
-        except Cancelled:
-            raise cancelled() from None
-        except AudioError as err:
-            raise JobFailed("bad_audio", str(err)) from None
-        except ValueError as err:
-            raise JobFailed("bad_request", str(err)) from None
-        if should_stop():
-            raise cancelled()
-        job.stage = "writing"
-        meta = Metadata(req.position, req.prompt, req.task, result.seed, self.model_name,
-                        req.job_id, f"jenbridge {__version__}")
-        try:
-            path = write_output(req.out_dir or self.output_dir, req.job_id, req.task, audio,
-                                sr, self.config.wav_format, meta)
-        except OSError as err:
-            raise JobFailed("write_failed", f"could not write the output: {err}") from None
+            except Cancelled:
+                raise cancelled() from None
+            except ValueError as err:
+                raise JobFailed("bad_request", str(err)) from None
+            if should_stop():
+                raise cancelled()
+            job.stage = "writing"
+            audio = finish_audio(req, audio, src)
+            meta = Metadata(req.position, req.prompt, req.task, result.seed, self.model_name,
+                            req.job_id, f"jenbridge {__version__}",
+                            describe_result(req, result, k))
+            try:
+                path = write_output(req.out_dir or self.output_dir, req.job_id, req.task, audio,
+                                    sr, req.wav_format or self.config.wav_format, meta)
+            except OSError as err:
+                raise JobFailed("write_failed", f"could not write the output: {err}") from None
+            if takes > 1:
+                self.send(job.reply_to, "/jb/take", (job.job_id, k, takes, str(path),
+                                                     str(result.seed)))
+            if k == 0:
+                sec, offset = divmod(req.position, sr)
+                lock = result.grid_lock
+                stretch = float(lock.stretch_ratio) if lock is not None and lock.applied else 1.0
+                done = (str(path), repr(req.position / sr), sec, offset, audio.shape[1] / sr, sr,
+                        str(result.seed), stretch)
+                if self.config.play_results and self.audio.player is not None:
+                    self.play_result(job, audio, sr, path)
         self.send(job.reply_to, "/jb/progress", (job.job_id, 1.0, "done"))
         job.progress = 1.0
-        if self.config.play_results and self.audio.player is not None:
-            self.play_result(job, audio, sr, path)
-        sec, offset = divmod(req.position, sr)
-        return (str(path), repr(req.position / sr), sec, offset, audio.shape[1] / sr, sr,
-                str(result.seed))
+        return done
 
     def play_result(self, job: Job, audio: Any, sr: int, path: Path) -> None:
         """play_results: queue the job's audio at once; /jb/playing before /jb/done."""
@@ -231,32 +246,6 @@ class Server:
         sec, offset = divmod(start, player.sample_rate)
         self.send(job.reply_to, "/jb/playing", (job.job_id, sec, offset, audio.shape[1],
                                                 player.sample_rate, delay))
-
-
-def _inpaint(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
-    r = engine.inpaint(src, req.sample_rate, [req.region], req.prompt, crossfade=req.crossfade,
-                       **opts)
-    return r.audio, r
-
-
-def _continue(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
-    r = engine.continue_(src, req.sample_rate, req.length / req.sample_rate, req.prompt,
-                         crossfade=req.crossfade, **opts)
-    return r.audio[:, src.shape[1]:], r  # the new audio only: it goes after the region
-
-
-def _extend(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
-    r = engine.extend_left(src, req.sample_rate, req.length / req.sample_rate, req.prompt,
-                           crossfade=req.crossfade, **opts)
-    return r.audio[:, : r.audio.shape[1] - src.shape[1]], r  # the new audio only
-
-
-def _vary(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
-    r = engine.vary(src, req.sample_rate, req.strength, req.prompt, **opts)
-    return r.audio, r
-
-
-TASK_CALLS = {"inpaint": _inpaint, "continue": _continue, "extend": _extend, "vary": _vary}
 
 
 # ---- handlers ---------------------------------------------------------------------------------
@@ -323,8 +312,37 @@ def list_models(server: Server, args: list[Any], sender: tuple[str, int]) -> Non
 
 
 def list_presets(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
-    """/jb/list/presets -> /jb/presets ID count name... (this daemon has no effect presets)."""
-    _answer(server, args, sender, "/jb/presets", (0,))
+    """/jb/list/presets -> /jb/presets ID count name... (every preset file found, by name)."""
+    names = server.presets.names()[:MAX_STATUS_ROWS]
+    _answer(server, args, sender, "/jb/presets", (len(names), *names))
+
+
+def preset_info(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/preset/info ID name NAME -> /jb/preset ID name task description prompt variables
+    (variables as "a=1;b=2"), or /jb/error ID not_found|bad_request (a broken file)."""
+    jid = protocol.job_id(args)
+    kv = protocol.pairs(args, ("name", "reply_port"))
+    if "name" not in kv:
+        raise RequestError("bad_request", "/jb/preset/info needs 'name'")
+    port = protocol.whole(kv["reply_port"], "reply_port", 1, 65535) if "reply_port" in kv \
+        else None
+    p = protocol.find_preset(server.context, kv["name"])
+    variables = ";".join(f"{k}={v}" for k, v in p.variables.items())
+    server.send(server.endpoint(sender, port), "/jb/preset",
+                (jid, p.name, p.task, p.description[:500], p.prompt[:1000], variables[:1000]))
+
+
+def run_preset(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
+    """/jb/run ID preset NAME [KEY VALUE]...: the preset's own task (a job, or a live loop)."""
+    protocol.job_id(args)
+    names = [v for k, v in zip(args[1::2], args[2::2]) if k == "preset"]
+    if len(names) != 1:
+        raise RequestError("bad_request", "/jb/run needs exactly one 'preset NAME' pair")
+    preset = protocol.find_preset(server.context, names[0])
+    if preset.task == "loop":
+        playback.loop_start(server, args, sender)
+    else:
+        job(preset.task, server, args, sender)
 
 
 def cancel(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
@@ -363,6 +381,8 @@ ADDRESSES: dict[str, Handler] = {
     "/jb/cancel": cancel,
     "/jb/list/models": list_models,
     "/jb/list/presets": list_presets,
+    "/jb/preset/info": preset_info,
+    "/jb/run": run_preset,
     **{f"/jb/{t}": functools.partial(job, t) for t in protocol.TASKS},
     **playback.ADDRESSES,
 }

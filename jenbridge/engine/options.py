@@ -7,8 +7,9 @@ fills the bundle's defaults, raising ValueError with the option's name on a bad 
 - steps: sampler steps, 1..timesteps (bundle default, e.g. 25 for `small`).
 - guidance: classifier-free guidance scale >= 0 (1 = conditional only, 0 = unconditional).
 - sampler: "ddim" or "dpmpp_2m" (jenbridge.diffusion.samplers.SAMPLERS).
-- bpm / key / meter: musical conditions (jenbridge.conditions): None or 0 = unset (null);
-  bpm in 20..400, key a name like "A minor" / "F#m" / "none" or a code, meter 1..16 or "7/8".
+- bpm / key / meter: musical conditions (jenbridge.conditions): None = unset (null);
+  bpm in 20..400 (0 or less is refused), key a name like "A minor" / "F#m" / "none" or a
+  code, meter 1..16 or "7/8".
   A meter of 0 is refused: leave it None to unset it.
 """
 
@@ -101,6 +102,10 @@ def resolve_options(
     meter: Any = None,
 ) -> Options:
     """Check one request's options and fill the bundle's sampler defaults."""
+    if isinstance(bpm, int | float) and not isinstance(bpm, bool) and bpm <= 0:
+        # 0 is the null code inside the model; a request leaves the tempo unset with None
+        raise ValueError(f"bpm must be a tempo in 20..400, got {bpm:g} (leave it unset for "
+                         "no tempo)")
     conditions = MusicalConditions(check_bpm(bpm), key_code(key), check_meter(meter))
     return Options(
         seed=_seed(seed),

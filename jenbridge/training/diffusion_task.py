@@ -38,7 +38,11 @@ class DiffusionTask:
         self.cfg, self.tc, self.d = config, config.diffusion_training, d
         self.ae, w = load_model(autoencoder)
         self.ae = self.ae.to(d.device).requires_grad_(False)
-        if w.config.autoencoder != config.autoencoder:
+        # the architecture must match; variance_kept and mask_fraction only steer training
+        # and `train stats` (the kept channels live in the weights' normalizer)
+        loose = {"variance_kept", "mask_fraction"}
+        if w.config.autoencoder.model_dump(exclude=loose) != \
+                config.autoencoder.model_dump(exclude=loose):
             raise ValueError(f"{autoencoder}: its autoencoder config differs from the run's")
         self.latent_channels = int(self.ae.kept_channels)
         rate = config.autoencoder.latent_rate

@@ -173,7 +173,8 @@ def gather_stats(args: argparse.Namespace) -> int:
     for reqs in sampler:
         audio = torch.as_tensor(dataset[reqs[0]]["audio"])[None]
         stats.update(model.encode(audio))
-    kept = model.norm.set_stats(stats.mean, stats.cov, ae.variance_kept)
+    share = ae.variance_kept if args.variance_kept is None else args.variance_kept
+    kept = model.norm.set_stats(stats.mean, stats.cov, share)
     out = args.run / "autoencoder.safetensors"
     save_weights(out, model.state_dict(), "autoencoder", w.step, w.config,
                  {**w.extras, "latent_channels": kept, "stats_seconds": n * crop})
