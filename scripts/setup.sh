@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh Debian/Ubuntu machine (root or sudo): system audio/MIDI packages,
-# CPU PyTorch, and jenbridge with its training and development extras. Safe to run again.
+# CPU PyTorch, and jenbridge with its training, development and Ableton Link extras. Safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-APT_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 libsndfile1 liblo-tools jackd2 jack-capture)
+# zam-plugins: real Linux VST3 plugins (the effect-host tests load one)
+APT_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 libsndfile1 liblo-tools jackd2 jack-capture
+              zam-plugins)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,4 +24,4 @@ $PY -c "import torch" 2>/dev/null || $PY -m pip install -q "torch==${JENBRIDGE_T
 if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ] && $PY -m pip show -q onnxruntime >/dev/null 2>&1; then
   $PY -m pip uninstall -y -q onnxruntime
 fi
-$PY -m pip install -q -e ".[train,dev]"
+$PY -m pip install -q -e ".[train,dev,link]"

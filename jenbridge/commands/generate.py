@@ -365,8 +365,8 @@ def _wet(spec: Any, task: str, args: argparse.Namespace, audio: Any, sr: int) ->
 
     from plugin_host import EffectChain
 
-    wet = EffectChain(spec, sr, channels=audio.shape[0]).process(
-        np.ascontiguousarray(audio, dtype=np.float32))
+    with EffectChain(spec, sr, channels=audio.shape[0]) as chain:
+        wet = chain.process(np.ascontiguousarray(audio, dtype=np.float32))
     if task == "inpaint":
         from jenbridge.engine import regions as rg
 

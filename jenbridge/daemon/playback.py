@@ -238,7 +238,8 @@ class LoopState:
     write: bool
     out_dir: Path | None
     origin: int
-    effects: Any = None  # a plugin_host chain stream (the preset's), carried across iterations
+    effects: Any = None  # the preset's plugin_host EffectChain (None: no effects)
+    fx_tail: np.ndarray | None = None  # its tail still to be added to the next iterations
     first: np.ndarray | None = None
     first_path: str = ""
     source: str = "last"
@@ -325,12 +326,12 @@ def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None
         from plugin_host import ChainError, EffectChain, parse_chain
 
         try:
-            fx = EffectChain(parse_chain(effects, source=f"preset {kv['preset']}"), sr).stream()
+            fx = EffectChain(parse_chain(effects, source=f"preset {kv['preset']}"), sr)
         except (ChainError, RuntimeError, OSError) as err:
             raise RequestError("bad_request", f"effect chain: {err}") from None
     state = LoopState(jid, server.endpoint(sender, port), bpm, bars, meter, n, prompt, mode,
-                      strength, crossfade, opts, iterations, write, out_dir, origin, fx, first,
-                      first_path)
+                      strength, crossfade, opts, iterations, write, out_dir, origin, fx,
+                      first=first, first_path=first_path)
     state.source = _source(kv, "last")
     state.link = link[0] if link is not None else None
     server.loops[jid] = state
@@ -473,13 +474,25 @@ def _next_loop(server: Server, state: LoopState):
     return next_loop
 
 
+LOOP_FX_TAIL = 4.0  # seconds of effect tail (reverb, delay) carried into the next iterations
+
+
 def _wet(state: LoopState, audio: np.ndarray) -> np.ndarray:
-    """The iteration through the loop's effect chain; one stream across iterations, so reverb
-    tails and compressor state run on over the loop boundaries (no click, no reset)."""
+    """The iteration through the loop's effect chain, rendered offline with its tail; the tail
+    is added onto the following iterations, so a reverb rings on over the loop boundary and the
+    result stays on the grid (a streamed chain would lag by its block latency)."""
     if state.effects is None:
         return audio
-    return np.ascontiguousarray(state.effects.process(np.ascontiguousarray(audio, np.float32)),
-                                dtype=np.float32)
+    n = audio.shape[1]
+    y = state.effects.process(np.ascontiguousarray(audio, np.float32), LOOP_FX_TAIL)
+    carry = state.fx_tail
+    if carry is not None:
+        m = min(carry.shape[1], y.shape[1])
+        y[:, :m] += carry[:, :m]
+        if carry.shape[1] > y.shape[1]:  # a tail longer than this iteration plus its own
+            y = np.concatenate([y, carry[:, y.shape[1]:]], axis=1)
+    state.fx_tail = y[:, n:].copy()
+    return np.ascontiguousarray(y[:, :n], dtype=np.float32)
 
 
 def _run_loop(server: Server, state: LoopState) -> None:
@@ -542,6 +555,8 @@ def finish_loop(server: Server, state: LoopState, now: bool,
     state.done.set()
     stats = (0, 0, 0, 0, 0)
     ends_in = 0.0
+    if state.effects is not None:
+        state.effects.close()  # its plugin worker processes, if any
     if state.loop is not None:
         state.loop.stop(fade=now)
         st = state.loop.status()

@@ -74,9 +74,9 @@ def finish_audio(req: Any, audio: np.ndarray, src: np.ndarray | None) -> np.ndar
         from plugin_host import ChainError, EffectChain, parse_chain
 
         try:
-            chain = EffectChain(parse_chain(list(req.effects), source=f"preset {req.preset}"),
-                                req.sample_rate, channels=audio.shape[0])
-            wet = chain.process(np.ascontiguousarray(audio, dtype=np.float32))
+            spec = parse_chain(list(req.effects), source=f"preset {req.preset}")
+            with EffectChain(spec, req.sample_rate, channels=audio.shape[0]) as chain:
+                wet = chain.process(np.ascontiguousarray(audio, dtype=np.float32))
         except (ChainError, RuntimeError, OSError) as err:
             raise JobFailed("effect_error", f"effect chain failed: {err}") from None
         if req.task == "inpaint" and src is not None and req.region is not None:

@@ -122,6 +122,9 @@ class Preset(_Strict):
         if self.seed.policy == "fixed" and self.variations > 1:
             raise ValueError(f"a fixed seed makes {self.variations} identical takes: use "
                              "seed policy per_variation")
+        if self.bpm is not None and self.bpm <= 0:
+            raise ValueError(f"bpm must be a tempo in 20..400, got {self.bpm:g} (leave it out "
+                             "for none)")
         try:
             check_bpm(self.bpm)
             key_code(self.key)
