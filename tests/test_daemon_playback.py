@@ -132,6 +132,55 @@ def test_live_loop_three_iterations_seamless(client: Client, recorder, daemon: D
     assert after[0] == before[0]
 
 
+def test_play_at_next_bar(client: Client, daemon: Daemon, recorder) -> None:
+    """at_next_bar starts the file on a bar line of the grid through origin_samples."""
+    n = SR // 4
+    clip = 0.3 * np.ones((2, n), np.float32)
+    path = daemon.music / "bar.wav"
+    sf.write(path, clip.T, SR, subtype="FLOAT")
+    bar = 3 * 60 / 100 * SR  # 3 beats at 100 BPM: 86400 samples
+    origin = 1234
+    _, before = counters(client, "b0")
+    client.send("/jb/play", "nb", "path", str(path), "at_next_bar", 1, "bpm", 100.0, "meter", 3,
+                "origin_samples", origin)
+    addr, args = client.wait(("/jb/playing", "/jb/error"), "nb")
+    assert addr == "/jb/playing", args
+    start = args[1] * args[4] + args[2]
+    k = (start - origin) / bar
+    assert abs(k - round(k)) * bar <= 0.5 and start >= before  # on a bar line, in the future
+    assert start - before <= bar + SR  # the next one, not a later one
+    wait_position(client, start + n + PERIOD)
+    rec = recorder.stop()
+    at = align(rec, clip)
+    assert (at - start) % PERIOD == 0  # the recording starts on a JACK period boundary
+
+
+def test_loop_update_changes_the_next_iterations(client: Client, daemon: Daemon) -> None:
+    n = 2 * SR
+    t = np.arange(n)
+    first = 0.3 * np.stack([np.sin(2 * np.pi * t / 128), np.sin(2 * np.pi * t / 96)])
+    path = daemon.music / "loopu.wav"
+    sf.write(path, first.T.astype(np.float32), SR, subtype="FLOAT")
+    client.send("/jb/loop/start", "lu", "path", str(path), "bpm", 120, "bars", 1, "prompt",
+                "old", "steps", 1, "seed", 3, "iterations", 4, "mode", "vary", "strength",
+                0.4, "source", "first")
+    assert client.wait(("/jb/loop/started", "/jb/error"), "lu")[0] == "/jb/loop/started"
+    client.send("/jb/loop/update", "lu", "prompt", "new", "mode", "continue")
+    assert client.wait(("/jb/loop/updated", "/jb/error"), "lu")[0] == "/jb/loop/updated"
+    client.send("/jb/loop/update", "lu", "source", "sideways")
+    err = client.wait(("/jb/error",), "lu")[1]
+    assert err[1] == "bad_request" and "source" in err[2]
+    stopped = client.wait(("/jb/loop/stopped",), "lu", timeout=90)[1]
+    assert stopped[1] == 4, stopped
+    nexts = {m[1][1]: m[1][2] for m in client.log if m[0] == "/jb/loop/next"
+             and m[1][0] == "lu" and m[1][2]}
+    last = max(nexts)
+    assert last >= 2, nexts  # iteration 3 (or 2) was requested after the update
+    from test_daemon_outputs import info_fields, parse_wav
+
+    assert info_fields(parse_wav(Path(nexts[last])))["INAM"] == "new"
+
+
 def test_play_refuses_bad_paths(client: Client, daemon: Daemon, tmp_path: Path) -> None:
     text = daemon.music / "notes.txt"
     text.write_text("not audio")
