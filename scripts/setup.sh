@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-# zam-plugins: real Linux VST3 plugins (the effect-host tests load one)
+# zam-plugins: real Linux VST3 plugins (the effect-host tests load one); lua5.4 (luac) and
+# puredata-core (pd): the REAPER scripts are syntax-checked and the Pd patch runs headless in tests
 APT_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 libsndfile1 liblo-tools jackd2 jack-capture
-              zam-plugins)
+              zam-plugins lua5.4 puredata-core)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
