@@ -65,6 +65,15 @@ class AutoencoderConfig(_Strict):
             raise ValueError("variance_kept must be in (0, 1]")
         return self
 
+# Autoencoder settings that steer training and `train stats` only (the kept latent channels
+# live in the weights' normalizer): two autoencoders that differ only in these are one model.
+AUTOENCODER_TRAINING_ONLY = frozenset({"variance_kept", "mask_fraction"})
+
+
+def autoencoder_architecture(cfg: AutoencoderConfig) -> dict[str, Any]:
+    """The fields of an autoencoder config that define the model (for compatibility checks)."""
+    return cfg.model_dump(exclude=set(AUTOENCODER_TRAINING_ONLY))
+
 
 class UNetConfig(_Strict):
     """Omnidirectional 1D efficient U-Net; see models/unet.py."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from jenbridge.config import ModelConfig
+from jenbridge.config import ModelConfig, autoencoder_architecture
 from jenbridge.models.autoencoder import Autoencoder
 from jenbridge.models.latent_norm import LatentStats
 from jenbridge.models.text import TextEncoder, load_text_encoder
@@ -110,8 +110,8 @@ def load_trained(autoencoder: str | Path, diffusion: str | Path) -> ExportModels
         raise ValueError(f"--autoencoder: {ae_path} has no latent statistics; run `jenbridge "
                          "train stats` and export the autoencoder.safetensors it writes")
     config: ModelConfig = unet_w.config
-    differ = _differing_keys(ae_w.config.autoencoder.model_dump(),
-                             config.autoencoder.model_dump())
+    differ = _differing_keys(autoencoder_architecture(ae_w.config.autoencoder),
+                             autoencoder_architecture(config.autoencoder))
     if differ:
         raise ValueError(f"{unet_path} was trained for another autoencoder config than "
                          f"{ae_path} (autoencoder.{', autoencoder.'.join(differ)} differ)")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from jenbridge.config import ModelConfig
+from jenbridge.config import ModelConfig, autoencoder_architecture
 from jenbridge.data.crops import StepBatchSampler
 from jenbridge.diffusion.objective import diffusion_loss, unet_denoiser
 from jenbridge.diffusion.samplers import SAMPLERS, guided
@@ -38,11 +38,8 @@ class DiffusionTask:
         self.cfg, self.tc, self.d = config, config.diffusion_training, d
         self.ae, w = load_model(autoencoder)
         self.ae = self.ae.to(d.device).requires_grad_(False)
-        # the architecture must match; variance_kept and mask_fraction only steer training
-        # and `train stats` (the kept channels live in the weights' normalizer)
-        loose = {"variance_kept", "mask_fraction"}
-        if w.config.autoencoder.model_dump(exclude=loose) != \
-                config.autoencoder.model_dump(exclude=loose):
+        if autoencoder_architecture(w.config.autoencoder) != \
+                autoencoder_architecture(config.autoencoder):
             raise ValueError(f"{autoencoder}: its autoencoder config differs from the run's")
         self.latent_channels = int(self.ae.kept_channels)
         rate = config.autoencoder.latent_rate
