@@ -26,3 +26,7 @@ if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ] && $PY -m pip show -q
   $PY -m pip uninstall -y -q onnxruntime
 fi
 $PY -m pip install -q -e ".[train,dev,link]"
+# Pretrained audio models for `jenbridge eval` (weights inside the wheels, nothing downloaded at
+# run time). --no-deps: aisfx pins old numpy/librosa and basic-pitch pulls TensorFlow; we use
+# aisfx's checkpoint on our torch and basic-pitch's ONNX file on ONNX Runtime.
+$PY -m pip install -q --no-deps aisfx==0.1.2 basic-pitch==0.4.0
