@@ -105,7 +105,8 @@ def test_live_loop_three_iterations_seamless(client: Client, recorder, daemon: D
     assert client.wait(("/jb/accepted", "/jb/error"), "loop1")[0] == "/jb/accepted"
     started = client.wait(("/jb/loop/started", "/jb/error"), "loop1")
     assert started[0] == "/jb/loop/started", started
-    _, sec, offset, length, rate = started[1]
+    _, sec, offset, length, rate, link_beat, link_time = started[1]
+    assert (link_beat, link_time) == (-1.0, "")  # no Link session
     start = sec * rate + offset
     assert (length, rate) == (n, SR)
     stopped = client.wait(("/jb/loop/stopped",), "loop1", timeout=60)[1]
