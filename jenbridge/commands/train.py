@@ -1,4 +1,5 @@
-"""`jenbridge train ...`: autoencoder, latent statistics, latent cache, diffusion, weights export.
+"""`jenbridge train ...`: autoencoder, latent statistics, latent cache, diffusion, weights export,
+and `recipe default` (all of them for the shipped model, resumable).
 
 Every stage resumes from its run folder. Launch under torchrun for many processes:
   torchrun --nproc-per-node 8 -m jenbridge train diffusion --config paper ...
@@ -56,6 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--latents", type=Path, help="latent cache folder (from `cache-latents`)")
     src.add_argument("--data", type=Path, help="dataset folder (encoded on the fly)")
     src.add_argument("--shards", help="WebDataset tar shards (encoded on the fly)")
+    p = sub.add_parser("recipe", help="the shipped default model end to end, resumable "
+                       "(data, autoencoder, stats, latents, diffusion, export)")
+    p.add_argument("name", choices=("default",), help="which recipe")
+    p.add_argument("--home", type=Path, help="state folder (default $JENBRIDGE_HOME or "
+                   "~/.cache/jenbridge)")
+    p.add_argument("--minutes", type=float, default=300.0,
+                   help="built-in dataset size in minutes of audio (default 300)")
+    p.add_argument("--ae-steps", type=int, default=3500,
+                   help="autoencoder steps (default 3500: where the default model's froze)")
+    p.add_argument("--steps", type=int, help="diffusion steps (default: the config's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per stage")
+    p.add_argument("--stages", default=",".join(("data", "autoencoder", "stats", "latents",
+                                                  "diffusion", "export")),
+                   help="comma-separated stages to run, in order (default: all)")
     p = sub.add_parser("export-weights", help="weights-only EMA file (fp16) from a run")
     p.add_argument("--run-dir", dest="run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
@@ -63,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stage == "recipe":  # child processes do the work: no torch here
+        from jenbridge.training.recipe import Recipe, default_home, run_recipe
+
+        recipe = Recipe(args.home or default_home(), args.minutes, args.ae_steps, args.steps,
+                        args.threads)
+        return run_recipe(recipe, tuple(s.strip() for s in args.stages.split(",") if s))
     import logging
 
     import torch
