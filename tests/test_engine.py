@@ -6,6 +6,7 @@ cancellation; input validation; providers; corrupt bundles; and no torch import.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shutil
 import subprocess
@@ -214,6 +215,18 @@ def test_chunked_codec_matches_one_shot(engine: Engine) -> None:
     z_whole = s.encode(audio[None])[0]
     z_chunked = encode_chunked(lambda a: s.encode(a), audio, hop, 9, margin)
     assert np.abs(z_chunked - z_whole).max() < 1e-4 * max(1.0, np.abs(z_whole).max())
+
+
+def test_public_encode_decode(engine: Engine) -> None:
+    audio = music(44100, 2, seconds=0.7)
+    latent = engine.encode(audio, 44100)
+    frames = math.ceil(round(0.7 * 48000) / engine.hop)
+    assert latent.shape == (engine.latent_channels, frames) and np.isfinite(latent).all()
+    back = engine.decode(latent, 44100, 2, audio.shape[1])
+    assert back.shape == audio.shape and back.dtype == np.float32
+    assert engine.decode(latent).shape == (2, frames * engine.hop)  # 48 kHz, whole latent
+    with pytest.raises(ValueError, match="latent must be"):
+        engine.decode(latent[:-1])
 
 
 def test_plan_windows_covers_every_masked_frame() -> None:

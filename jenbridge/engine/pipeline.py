@@ -393,6 +393,25 @@ class Engine:
 
     # ---- stages --------------------------------------------------------------------------
 
+    def encode(self, audio: np.ndarray, sr: int) -> np.ndarray:
+        """The autoencoder alone: (C, N) or (N,) audio at `sr` Hz -> the normalized latent
+        (K, ceil(N' / hop)) the diffusion model works on (N' at the model's rate; the end is
+        zero-padded to a whole hop)."""
+        return self._encode(rg.check_audio(audio), rg.check_rate(sr), Timings(), None)
+
+    def decode(self, latent: np.ndarray, sr: int = 48000, channels: int = 2,
+               frames: int | None = None) -> np.ndarray:
+        """A normalized latent (K, T) -> float32 audio (channels, frames) at `sr` Hz (frames
+        default: the latent's whole length at sr)."""
+        latent = np.asarray(latent, dtype=np.float32)
+        if latent.ndim != 2 or latent.shape[0] != self.latent_channels:
+            raise ValueError(f"latent must be ({self.latent_channels}, T), got "
+                             f"{latent.shape}")
+        sr = rg.check_rate(sr)
+        if frames is None:
+            frames = round(latent.shape[1] * self.hop * sr / self.sample_rate)
+        return self._decode(latent, sr, channels, frames, Timings(), None)
+
     def _options(self, progress: Any = None, should_stop: Any = None, seed: Any = None,
                  steps: Any = None, guidance: Any = None, sampler: Any = None, bpm: Any = None,
                  key: Any = None, meter: Any = None) -> Options:

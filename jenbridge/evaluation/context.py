@@ -122,14 +122,9 @@ class Context:
 def roundtrip(engine: Any, audio: np.ndarray, sr: int) -> np.ndarray:
     """The autoencoder alone: encoder.onnx then decoder.onnx (no diffusion), (C, N) -> (C, N)
     at sr; the engine's own chunked encode/decode and resampling."""
-    from jenbridge.engine.sessions import Timings
-
-    latent = engine._encode(audio, sr, Timings(), None)
-    return engine._decode(latent, sr, audio.shape[0], audio.shape[1], Timings(), None)
+    return engine.decode(engine.encode(audio, sr), sr, audio.shape[0], audio.shape[1])
 
 
 def encode(engine: Any, audio: np.ndarray, sr: int) -> np.ndarray:
     """(K, T) normalized latent of (C, N) audio at sr."""
-    from jenbridge.engine.sessions import Timings
-
-    return engine._encode(audio, sr, Timings(), None)
+    return engine.encode(audio, sr)
