@@ -57,7 +57,9 @@ class Manifest:
     files: dict[str, str]  # file name -> sha256 hex
     config: dict[str, Any]  # the ModelConfig that built the weights
     opset: int
-    weights_dtype: str = "fp32"  # how weights are stored on disk ("fp16": widen at load)
+    # how weights are stored on disk: "fp32", "fp16", "int8" (both widened to fp32 when ONNX
+    # Runtime folds the graph at load), or per graph "text_encoder=int8,encoder=fp16,..."
+    weights_dtype: str = "fp32"
     training: dict[str, Any] = field(default_factory=dict)  # data, steps, hours
     evaluation: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT

@@ -1,6 +1,12 @@
 """Write a model bundle (jenbridge/bundle.py) atomically: staged in a temporary folder beside the
 destination and renamed into place only when every file and the manifest are written, so a
 failed or interrupted export never leaves a half bundle.
+
+Weight storage (`weights`) is one of WEIGHT_DTYPES for every graph ("fp32", "fp16": fp16.py,
+"int8": int8.py), or chosen per graph as "GRAPH=DTYPE,...", graphs not named staying fp32, e.g.
+"text_encoder=int8,unet=int8,encoder=fp16,decoder=fp16". The manifest's `weights_dtype` holds
+the canonical form: the dtype alone when every graph has it, else all four graphs
+`GRAPH=DTYPE` in GRAPHS order (`graph_weights` reads either back).
 """
 
 from __future__ import annotations
@@ -30,7 +36,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEIGHT_DTYPES = ("fp32", "fp16")
+WEIGHT_DTYPES = ("fp32", "fp16", "int8")
+
+
+def graph_weights(weights: str) -> dict[str, str]:
+    """Parse a weights choice ("int8", or "text_encoder=int8,unet=fp16", others fp32) into
+    graph -> dtype for every graph; ValueError naming the bad part."""
+    weights = weights.strip()
+    if weights in WEIGHT_DTYPES:
+        return dict.fromkeys(GRAPHS, weights)
+    chosen = dict.fromkeys(GRAPHS, "fp32")
+    named: set[str] = set()
+    for part in weights.split(","):
+        graph, sep, dtype = (x.strip() for x in part.partition("="))
+        if not sep:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHT_DTYPES)} or "
+                             f"GRAPH=DTYPE,... (graphs: {', '.join(GRAPHS)}), got {weights!r}")
+        if graph not in GRAPHS:
+            raise ValueError(f"weights: no graph {graph!r} (graphs: {', '.join(GRAPHS)})")
+        if dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weights: {graph}={dtype!r} is not one of "
+                             f"{', '.join(WEIGHT_DTYPES)}")
+        if graph in named:
+            raise ValueError(f"weights: {graph} is given twice")
+        named.add(graph)
+        chosen[graph] = dtype
+    return chosen
+
+
+def weights_label(per_graph: dict[str, str]) -> str:
+    """The canonical weights string of graph -> dtype (what the manifest records)."""
+    dtypes = {per_graph[g] for g in GRAPHS}
+    if len(dtypes) == 1:
+        return dtypes.pop()
+    return ",".join(f"{g}={per_graph[g]}" for g in GRAPHS)
 
 
 def check_destination(out: Path, force: bool) -> None:
@@ -63,16 +102,24 @@ def staged(out: Path, force: bool = False) -> Iterator[Path]:
 
 
 def store_weights(path: Path, weights: str) -> None:
-    """Re-store one graph's weights as `weights` ("fp32": as exported; "fp16": see fp16.py)."""
+    """Re-store one graph's fp32 weights as `weights` ("fp32": as exported; "fp16": fp16.py;
+    "int8": int8.py)."""
     if weights not in WEIGHT_DTYPES:
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
     if weights == "fp32":
         return
     import onnx
 
+    from onnx_export.dft_basis import rebuild_dft_bases
     from onnx_export.fp16 import store_fp16
+    from onnx_export.int8 import store_int8
 
-    save_model(store_fp16(onnx.load(str(path))), path)
+    # the STFT bases stay exact: rebuilt in the graph from small fp32 tables (dft_basis.py).
+    # Rounded to fp16 they drowned the quiet bins of real music in the encoder's log|X|
+    # (5.9 dB SNR against fp32 on real clips; white-noise parity checks could not see it).
+    model = rebuild_dft_bases(onnx.load(str(path)))
+    model = store_fp16(model) if weights == "fp16" else store_int8(model)
+    save_model(model, path)
 
 
 def _bundle_files(folder: Path) -> dict[str, str]:
@@ -93,25 +140,26 @@ def export_bundle(models: ExportModels, out: str | Path, weights: str = "fp32",
                   name: str | None = None) -> Manifest:
     """Export `models` as a bundle folder `out`: the four graphs, tokenizer.json, manifest.json.
 
-    weights: "fp32", or "fp16" (large initializers stored in half precision and widened to
-    fp32 when ONNX Runtime loads the graph; fp16.py). name: the manifest's name (default: the
-    config's). opset: default graphs.OPSET (18). An existing non-empty `out` is replaced only
-    with force=True. Returns the manifest.
+    weights: "fp32", "fp16" (large initializers stored in half precision and widened to fp32
+    when ONNX Runtime loads the graph; fp16.py), "int8" (int8 codes with per-channel scales,
+    dequantized to fp32 when ONNX Runtime loads the graph; int8.py), or per graph, e.g.
+    "text_encoder=int8,unet=int8,encoder=fp16,decoder=fp16" (see the module docstring).
+    name: the manifest's name (default: the config's). opset: default graphs.OPSET (18). An
+    existing non-empty `out` is replaced only with force=True. Returns the manifest.
     """
     from onnx_export.graphs import OPSET, export_graph
 
     opset = opset or OPSET
-    if weights not in WEIGHT_DTYPES:
-        raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
+    per_graph = graph_weights(weights)
     out = Path(out)
     cfg, ae = models.config, models.autoencoder
     with staged(out, force) as tmp:
         for graph in GRAPHS:
             start = time.perf_counter()
             path = export_graph(graph, models, tmp / f"{graph}.onnx", opset)
-            store_weights(path, weights)
+            store_weights(path, per_graph[graph])
             log.info("exported %s (%.1f MB, %s weights) in %.1f s", path.name, size_mb(path),
-                     weights, time.perf_counter() - start)
+                     per_graph[graph], time.perf_counter() - start)
         shutil.copyfile(models.text_encoder.tokenizer_file, tmp / "tokenizer.json")
         manifest = Manifest(
             name=name or cfg.name,
@@ -125,7 +173,7 @@ def export_bundle(models: ExportModels, out: str | Path, weights: str = "fp32",
             files=_bundle_files(tmp),
             config=cfg.to_dict(),
             opset=opset,
-            weights_dtype=weights,
+            weights_dtype=weights_label(per_graph),
             training=dict(models.training),
         )
         write_manifest(tmp, manifest)
@@ -135,25 +183,29 @@ def export_bundle(models: ExportModels, out: str | Path, weights: str = "fp32",
 
 def convert_bundle(source: str | Path, out: str | Path, weights: str,
                    force: bool = False) -> Manifest:
-    """Copy a verified bundle to `out` with its weights re-stored as `weights` (no torch needed).
+    """Copy a verified bundle to `out` with its weights re-stored as `weights` (no torch needed;
+    a dtype or per graph, as for `export_bundle`).
 
-    Only fp32 -> fp16 changes anything; an fp16 bundle cannot be widened back to its exact
-    fp32 weights (re-export from the weights files instead).
+    Only fp32 graphs can be re-stored; an fp16 or int8 graph cannot be widened back to its
+    exact fp32 weights (re-export from the weights files instead), and is copied unchanged when
+    `weights` keeps its dtype.
     """
-    if weights not in WEIGHT_DTYPES:
-        raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
+    target = graph_weights(weights)
     source, out = Path(source), Path(out)
     manifest = read_manifest(source, verify=True)
-    if manifest.weights_dtype != "fp32" and weights != manifest.weights_dtype:
+    stored = graph_weights(manifest.weights_dtype)
+    changed = [g for g in GRAPHS if stored[g] != target[g]]
+    if any(stored[g] != "fp32" for g in changed):
         raise ValueError(f"{source} stores {manifest.weights_dtype} weights; only an fp32 "
-                         "bundle can be converted")
+                         "bundle (or fp32 graphs) can be converted")
     if source.expanduser().absolute() == out.expanduser().absolute():
         raise ValueError("--out must differ from the source bundle")
     with staged(out, force) as tmp:
         for file in manifest.files:
             shutil.copyfile(source / file, tmp / file)
-        for graph in GRAPHS:
-            store_weights(tmp / f"{graph}.onnx", weights)
-        manifest = dataclasses.replace(manifest, files=_bundle_files(tmp), weights_dtype=weights)
+        for graph in changed:
+            store_weights(tmp / f"{graph}.onnx", target[graph])
+        manifest = dataclasses.replace(manifest, files=_bundle_files(tmp),
+                                       weights_dtype=weights_label(target))
         write_manifest(tmp, manifest)
     return manifest

@@ -18,7 +18,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 MIN_ELEMENTS = 1024
-KEEP_FP32 = ("norm.whiten", "norm.unwhiten", "norm.mean")
+# latent whitening, and the STFT: its bases' tables (dft_basis.py) and the iSTFT's window sum
+KEEP_FP32 = ("norm.whiten", "norm.unwhiten", "norm.mean", "stft.basis", "__dft_cos_table",
+             "__dft_sin_table", "istft.window_sq")
 FP16_MAX = float(np.finfo(np.float16).max)
 
 

@@ -7,7 +7,9 @@ graph at shapes other than the export examples, and the whole pipeline (text -> 
 U-Net -> decoder) with fixed noise; `jenbridge export --check` prints its report.
 
 Errors: `max_abs` is the largest absolute difference; `rel` divides it by the largest |torch
-value| (for outputs far from unit scale); `rel_l2` is ||onnx - torch|| / ||torch||.
+value| (for outputs far from unit scale); `rel_l2` is ||onnx - torch|| / ||torch||; `snr_db` is
+-20 log10(rel_l2) (audio quality of quantized weights); `cos` is the mean cosine similarity of
+the vectors along the last axis (the text encoder's token states).
 """
 
 from __future__ import annotations
@@ -66,15 +68,23 @@ class OrtDenoiser:
 
 
 def errors(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """max_abs, rel (max_abs / max |ref|) and rel_l2 of out against ref."""
+    """max_abs, rel (max_abs / max |ref|), rel_l2, snr_db and cos of out against ref."""
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     if out.shape != ref.shape:
         raise AssertionError(f"shape {out.shape} != torch shape {ref.shape}")
     diff = out - ref
     scale = float(np.abs(ref).max()) or 1.0
     norm = float(np.linalg.norm(ref)) or 1.0
+    rel_l2 = float(np.linalg.norm(diff)) / norm
+    dots = (out * ref).sum(-1)
+    lengths = np.linalg.norm(out, axis=-1) * np.linalg.norm(ref, axis=-1)
+    cos = np.where(lengths > 0, dots / np.maximum(lengths, 1e-300), 1.0)
     return {"max_abs": float(np.abs(diff).max()), "rel": float(np.abs(diff).max()) / scale,
-            "rel_l2": float(np.linalg.norm(diff)) / norm}
+            "rel_l2": rel_l2, "snr_db": -20.0 * float(np.log10(max(rel_l2, 1e-12))),
+            "cos": float(cos.mean())}
+
+
+WORST = {"max_abs": max, "rel": max, "rel_l2": max, "snr_db": min, "cos": min}
 
 
 def random_audio(batch: int, models: ExportModels, frames: int, seed: int) -> torch.Tensor:
@@ -114,15 +124,16 @@ def graph_cases(models: ExportModels, seed: int = 1) -> dict[str, list[tuple[dic
 @torch.no_grad()
 def graph_parity(bundle: Path, models: ExportModels,
                  threads: int | None = None) -> dict[str, dict[str, float]]:
-    """Worst errors per graph over `graph_cases`, ONNX Runtime vs torch."""
+    """Worst errors per graph over `graph_cases`, ONNX Runtime vs torch (largest error, lowest
+    SNR and cosine)."""
     report = {}
     for graph, cases in graph_cases(models).items():
         session = cpu_session(bundle / f"{graph}.onnx", threads)
-        worst = {"max_abs": 0.0, "rel": 0.0, "rel_l2": 0.0}
+        worst: dict[str, float] = {}
         for inputs, fn in cases:
             out = session.run(None, session_feed(inputs))[0]
             e = errors(out, fn(inputs).numpy())
-            worst = {key: max(worst[key], e[key]) for key in worst}
+            worst = {k: WORST[k](worst[k], e[k]) if worst else e[k] for k in WORST}
         report[graph] = worst
     return report
 
@@ -244,7 +255,9 @@ def check_bundle(bundle: str | Path, models: ExportModels, threads: int | None =
     lines = [f"bundle {bundle} ({manifest.weights_dtype} weights), ONNX Runtime CPU vs torch:"]
     for graph, e in graph_parity(bundle, models, threads).items():
         path = bundle / f"{graph}.onnx"
+        quality = f"  cos {e['cos']:.5f}" if graph == "text_encoder" else ""
         lines.append(f"  {graph:<13} max abs {e['max_abs']:.2e}  rel {e['rel']:.2e}  "
+                     f"rel L2 {e['rel_l2']:.2e}  SNR {e['snr_db']:5.1f} dB{quality}  "
                      f"{size_mb(path):7.1f} MB  load {load_seconds(path, threads):.2f} s")
     frames = 4 * models.unet.stride + 5
     for conditions in (True, False):
@@ -252,7 +265,7 @@ def check_bundle(bundle: str | Path, models: ExportModels, threads: int | None =
         lines.append(f"  pipeline ({'conditions set' if conditions else 'null conditions'}, "
                      f"{models.config.diffusion.sampler} x {models.config.diffusion.steps}): "
                      f"latent rel L2 {r.latent['rel_l2']:.2e}, audio rel L2 "
-                     f"{r.audio['rel_l2']:.2e}")
+                     f"{r.audio['rel_l2']:.2e} (SNR {r.audio['snr_db']:.1f} dB)")
     if timing:
         t = unet_timings(bundle, models, threads=threads)
         lines.append(f"  unet forward, batch 2 x 236 frames: torch {t['torch_ms']:.1f} ms, "

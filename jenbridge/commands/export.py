@@ -3,6 +3,7 @@
   jenbridge export --autoencoder AE.safetensors --diffusion UNET.safetensors --out BUNDLE
   jenbridge export --random tiny --out BUNDLE            # random weights, for tests/benchmarks
   jenbridge export --from-bundle BUNDLE --weights fp16 --out BUNDLE16
+  jenbridge export --from-bundle BUNDLE --weights text_encoder=int8,unet=int8 --out SMALLER
 
 `python -m onnx_export` takes the same arguments. The bundle format is jenbridge/bundle.py.
 """
@@ -28,9 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--from-bundle", type=Path, metavar="BUNDLE",
                      help="an existing fp32 bundle to re-store with --weights (no torch needed)")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--weights", choices=("fp32", "fp16"), default="fp32",
-                   help="how weights are stored: fp16 halves the files, compute stays fp32 "
-                        "(default: fp32)")
+    p.add_argument("--weights", default="fp32", metavar="{fp32,fp16,int8}|GRAPH=DTYPE,...",
+                   help="how weights are stored: fp16 halves the files, int8 (per-channel "
+                        "scales) quarters them, compute stays fp32; one dtype for every graph "
+                        "or per graph, e.g. text_encoder=int8,unet=int8,encoder=fp16 (graphs "
+                        "not named: fp32) (default: fp32)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="with --random: override a config value, e.g. --set unet.channels=64")
     p.add_argument("--seed", type=int, help="with --random: weights seed (default 0)")
@@ -68,10 +71,16 @@ def run(args: argparse.Namespace) -> int:
     # our progress lines only: the ONNX optimizer logs every rewrite at INFO
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("onnx_export").setLevel(logging.INFO)
-    from onnx_export.bundle_writer import check_destination, convert_bundle, export_bundle
+    from onnx_export.bundle_writer import (
+        check_destination,
+        convert_bundle,
+        export_bundle,
+        graph_weights,
+    )
 
     source = _source(args)
-    check_destination(args.out, args.force)  # before minutes of work, not after
+    graph_weights(args.weights)  # before minutes of work, not after
+    check_destination(args.out, args.force)
     if source == "bundle":
         manifest = convert_bundle(args.from_bundle, args.out, args.weights, force=args.force)
         print(f"wrote {args.out} ({manifest.weights_dtype} weights)")
