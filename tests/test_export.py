@@ -372,3 +372,28 @@ def test_jenbridge_export_help_is_light() -> None:
             "print(any(m in sys.modules for m in ('torch', 'onnx', 'onnxruntime')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_export_notes_and_evaluation_go_into_the_manifest(tiny_bundle: Path,
+                                                          tmp_path: Path) -> None:
+    import argparse
+    import json
+    import shutil
+
+    from jenbridge.bundle import read_manifest
+    from jenbridge.commands.export import _annotate, _notes
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_bundle, out)
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"settings": {"clips": 2}, "targets": {"fd": True},
+                                  "suites": {"t2m": {"metrics": {"frechet": {
+                                      "values": {"model": 12.5, "silence": 80.0}}}}}}))
+    args = argparse.Namespace(out=out, note=["data=built-in, 5.0 h", "cpu_hours=3"],
+                              evaluation=report)
+    _annotate(args, read_manifest(out))
+    m = read_manifest(out, verify=True)  # the files' hashes still hold
+    assert m.training["data"] == "built-in, 5.0 h" and m.training["cpu_hours"] == "3"
+    assert m.evaluation["figures"]["t2m"]["frechet"] == {"model": 12.5, "silence": 80.0}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _notes(["oops"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 HELP = "export trained (or random) weights to an ONNX model bundle"
 
@@ -43,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="after export, measure ONNX Runtime vs torch parity and U-Net speed")
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime")
+    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
+                   help="add to the manifest's `training` record, e.g. --note 'data=built-in "
+                        "dataset, seed 0, 5.0 h' --note cpu_hours=9.5 (repeatable)")
+    p.add_argument("--evaluation", type=Path, metavar="REPORT",
+                   help="a `jenbridge eval` report.json whose figures go into the manifest")
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -80,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
     source = _source(args)
     graph_weights(args.weights)  # before minutes of work, not after
+    _notes(args.note)
+    if args.evaluation is not None and not args.evaluation.is_file():
+        raise ValueError(f"--evaluation {args.evaluation} is not a file")
     check_destination(args.out, args.force)
     if source == "bundle":
         manifest = convert_bundle(args.from_bundle, args.out, args.weights, force=args.force)
@@ -102,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         models = load_trained(args.autoencoder, args.diffusion)
     manifest = export_bundle(models, args.out, weights=args.weights, opset=args.opset,
                              force=args.force, name=args.name)
+    manifest = _annotate(args, manifest)
     print(f"wrote {args.out}: {manifest.name}, K={manifest.latent_channels} latent channels at "
           f"{manifest.latent_rate:.4g} Hz, {manifest.weights_dtype} weights")
     if args.check:
@@ -109,3 +119,36 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n".join(check_bundle(args.out, models, threads=args.threads)))
     return 0
+
+
+def _notes(items: list[str]) -> dict[str, str]:
+    notes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--note {item!r} is not KEY=VALUE")
+        notes[key.strip()] = value.strip()
+    return notes
+
+
+def _annotate(args: argparse.Namespace, manifest: Any) -> Any:
+    """--note and --evaluation into the manifest (its files' hashes are unchanged)."""
+    import dataclasses
+    import json
+
+    from jenbridge.bundle import write_manifest
+
+    if not args.note and args.evaluation is None:
+        return manifest
+    training = {**manifest.training, **_notes(args.note)}
+    evaluation = dict(manifest.evaluation)
+    if args.evaluation is not None:
+        report = json.loads(args.evaluation.read_text())
+        evaluation = {"report": str(args.evaluation.name), "settings": report.get("settings"),
+                      "figures": {suite: {name: m.get("values") for name, m in
+                                          body.get("metrics", {}).items()}
+                                  for suite, body in report.get("suites", {}).items()},
+                      "targets": report.get("targets")}
+    manifest = dataclasses.replace(manifest, training=training, evaluation=evaluation)
+    write_manifest(Path(args.out), manifest)
+    return manifest
