@@ -197,3 +197,12 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_bundle") / "tiny"
     export_bundle(build_random(load_config("tiny"), seed=0), out)
     return out
+
+
+@pytest.fixture()
+def client(daemon):
+    """A python-osc client of the module's `daemon` fixture (test_daemon.Daemon): replies come
+    back to its own socket; closed after the test."""
+    c = daemon.client()
+    yield c
+    c.close()

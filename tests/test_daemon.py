@@ -147,13 +147,6 @@ def daemon(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     d.stop()
 
 
-@pytest.fixture()
-def client(daemon: Daemon):
-    c = daemon.client()
-    yield c
-    c.close()
-
-
 def write_clip(folder: Path, name: str, seconds: float = 1.0) -> Path:
     t = np.arange(round(seconds * SR)) / SR
     audio = 0.3 * np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)])

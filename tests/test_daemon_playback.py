@@ -40,13 +40,6 @@ def daemon(jack, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     d.stop()
 
 
-@pytest.fixture()
-def client(daemon: Daemon):
-    c = daemon.client()
-    yield c
-    c.close()
-
-
 @pytest.fixture
 def recorder(daemon, tmp_path):
     rec = Recorder(tmp_path / "rec.wav")

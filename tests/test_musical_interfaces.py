@@ -38,13 +38,6 @@ def daemon(tiny_bundle: Path, presets_dir: Path, tmp_path_factory: pytest.TempPa
     d.stop()
 
 
-@pytest.fixture()
-def client(daemon: Daemon):
-    c = daemon.client()
-    yield c
-    c.close()
-
-
 def comment(done: tuple[str, list]) -> str:
     assert done[0] == "/jb/done", done
     return info_fields(parse_wav(Path(done[1][1])))["ICMT"]

@@ -164,13 +164,6 @@ def daemon(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     d.stop()
 
 
-@pytest.fixture()
-def client(daemon: Daemon):
-    c = daemon.client()
-    yield c
-    c.close()
-
-
 def _request(name: str, daemon: Daemon) -> list[object]:
     """What a DAW script sends with a preset: its region, the session's tempo, meter and key,
     and (to keep CI fast) 2 sampler steps."""
