@@ -154,6 +154,8 @@ class AutoencoderTraining(_Strict):
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     adversarial: bool = False
+    # bf16 autocast where the hardware has it (CUDA, AVX512-BF16/AMX CPUs), else fp32
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     adversarial_weight: float = 0.1
     adversarial_start: int = 0  # step at which the discriminator joins
     latent_l2: float = 1e-4  # keeps the continuous latent's scale bounded
@@ -172,6 +174,8 @@ class DiffusionTraining(_Strict):
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    # bf16 autocast where the hardware has it (CUDA, AVX512-BF16/AMX CPUs), else fp32
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     log_every: int = 50
     sample_every: int = 5000
     checkpoint_every: int = 1000

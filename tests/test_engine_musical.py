@@ -180,3 +180,50 @@ def test_cli_continue_estimates(tiny_bundle: Path, tmp_path: Path, commands, cap
     assert jb("continue", src, "--model", tiny_bundle, "--seconds", 0.2, "--steps", 1,
               "--no-estimate", "-q", "-o", out2) == 0
     assert "estimated" not in capsys.readouterr().err
+
+
+# ---- continuation from a groove sketch ---------------------------------------------------------
+
+def test_groove_starts_the_continuation_from_the_looped_bar(engine: Engine) -> None:
+    sr, bpm = 48000, 120.0
+    loop = drum_loop(bpm, 4.0)
+    bar = musical.bar_samples(bpm, 4, sr)
+    opts = dict(seed=3, steps=4, bpm=bpm, meter=4, crossfade=0.0)
+    plain = engine.continue_(loop, sr, 4.0, "beat", **opts)
+    full = engine.continue_(loop, sr, 4.0, "beat", groove=1.0, **opts)
+    half = engine.continue_(loop, sr, 4.0, "beat", groove=0.5, **opts)
+    for r in (plain, full, half):
+        assert np.array_equal(r.audio[:, : loop.shape[1]], loop)  # the input stays as it was
+    assert (plain.groove, full.groove, half.groove) == (0.0, 1.0, 0.5)
+    assert (plain.steps, full.steps, half.steps) == (4, 0, 2)  # half the trajectory runs
+    n = loop.shape[1]
+    assert engine.window_frames * engine.hop < bar  # the tiny model sees less than a bar
+    # groove 1 is the sketch itself: the input's last bar looped, through the autoencoder
+    # (compared past the first bar, where the context's own frames no longer reach the decoder,
+    # and short of the canvas's end)
+    part = engine._context_samples(sr)  # the input a window sees: the sketch's latent grid
+    sketch = np.concatenate([loop[:, n - part:], musical.loop_tail(loop, n, bar)], axis=1)
+    expected = engine.decode(engine.encode(sketch, sr), sr, 2, part + n)[:, part:]
+    np.testing.assert_allclose(full.audio[:, n + bar:-4800], expected[:, bar:-4800],
+                               atol=1e-4)
+    assert not np.allclose(plain.audio[:, n + bar:], expected[:, bar:], atol=1e-2)
+    mid = half.audio[:, n + bar:]
+    assert not np.allclose(mid, expected[:, bar:], atol=1e-3)  # half-way: denoised, not copied
+    assert not np.allclose(mid, plain.audio[:, n + bar:], atol=1e-3)
+
+
+def test_groove_needs_a_tempo(engine: Engine) -> None:
+    sr = 48000
+    x = drum_loop(120.0, 3.0)
+    opts = dict(seed=3, steps=2, estimate_conditions=False)
+    off = engine.continue_(x, sr, 2.0, "beat", **opts)
+    on = engine.continue_(x, sr, 2.0, "beat", groove=0.8, **opts)  # no bpm: nothing to loop by
+    assert on.groove == 0.0 and np.array_equal(on.audio, off.audio)
+    estimated = engine.continue_(x, sr, 2.0, "beat", groove=0.8, seed=3, steps=2)
+    assert estimated.estimated.get("bpm") and estimated.groove == 0.8
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.5", True])
+def test_groove_refuses_bad_values(engine: Engine, bad: object) -> None:
+    with pytest.raises(ValueError, match="groove must be"):
+        engine.continue_(drum_loop(120.0, 2.0), 48000, 1.0, "beat", groove=bad, **FAST)

@@ -6,6 +6,9 @@ estimated from the context audio.
   part) is passed through jenbridge.music.grid_lock so its beat 1 sits at the region's start and
   its beats on the DAW's grid at bpm; the length is kept. Audio already on the grid comes back
   bit-identical (`GridLock.applied` False).
+- groove: continue_ can start its new audio from a sketch, the context's last bar looped, noised
+  to a level and denoised with the prompt (as vary does): the beat grid and the groove carry
+  over, the prompt decides what is played on them.
 - estimation: inpaint / continue_ / extend_left without an explicit bpm or key measure the
   context's tempo and key (jenbridge.music.estimate_tempo / estimate_key, on up to
   ANALYSIS_SECONDS of the input next to the new audio) and condition on them.
@@ -156,3 +159,23 @@ def estimate(context: np.ndarray, sr: int, opts: Options,
     if not found:
         return opts, {}
     return replace(opts, conditions=replace(c, bpm=bpm, key=key)), found
+
+
+def bar_samples(bpm: float, meter: int, sr: int) -> int:
+    """Samples in one bar: `meter` beats at `bpm` (bpm counts the meter's beat unit, as the
+    data manifest does). ValueError without a tempo or meter."""
+    if bpm <= 0 or meter <= 0:
+        raise ValueError("a bar needs a bpm and a meter")
+    return max(1, round(meter * 60.0 / bpm * sr))
+
+
+def loop_tail(audio: np.ndarray, n: int, period: int) -> np.ndarray:
+    """n samples that go on from `audio` (C, N) by looping its last `period` samples (all of
+    it when shorter): sample i is audio[N - period + (i mod period)], so a period of one bar
+    keeps every beat at its place on the grid."""
+    src = audio[:, -period:] if audio.shape[1] >= period else audio
+    if src.shape[1] == 0:
+        raise ValueError("no audio to loop")
+    reps = -(-n // src.shape[1])
+    return np.ascontiguousarray(np.tile(src, (1, reps))[:, :n])
+

@@ -133,6 +133,21 @@ def check_strength(strength: object) -> float:
     return value
 
 
+# continue_'s default groove (see Engine.continue_): what the CLI, the daemon and presets use
+# when a request does not say
+DEFAULT_GROOVE = 0.0
+
+
+def check_groove(groove: object) -> float:
+    """Continuation groove: a number in [0, 1] (0 = off, 1 = the context's last bar looped)."""
+    if isinstance(groove, bool) or not isinstance(groove, (int, float)):
+        raise ValueError(f"groove must be a number in [0, 1], got {groove!r}")
+    value = float(groove)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"groove must be in [0, 1], got {value}")
+    return value
+
+
 def check_crossfade(crossfade: object) -> float:
     """Crossfade length in seconds: a number in [0, 1]."""
     if isinstance(crossfade, bool) or not isinstance(crossfade, (int, float)):

@@ -41,6 +41,7 @@ from jenbridge.engine import regions as rg
 from jenbridge.engine.denoise import Cancelled, poll, sample_canvas
 from jenbridge.engine.musical import GridLock
 from jenbridge.engine.options import (
+    DEFAULT_GROOVE,
     Options,
     Progress,
     ShouldStop,
@@ -48,6 +49,7 @@ from jenbridge.engine.options import (
     check_callbacks,
     check_crossfade,
     check_flag,
+    check_groove,
     check_prompt,
     check_strength,
     resolve_options,
@@ -82,6 +84,7 @@ class Result:
         (float) and/or "key" (a name, "none" for unpitched material); empty when none were.
     grid_lock: how the new audio was locked to the DAW grid (musical.GridLock), or None
         when the lock was off.
+    groove: the groove continue_ really started from (0.0 when none was applied).
     """
 
     audio: np.ndarray
@@ -95,6 +98,7 @@ class Result:
     conditions: MusicalConditions = field(default_factory=MusicalConditions)
     estimated: dict[str, Any] = field(default_factory=dict)
     grid_lock: GridLock | None = None
+    groove: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -258,7 +262,7 @@ class Engine:
                   bpm: float | None = None, key: str | int | None = None,
                   meter: int | str | None = None, bars: float | None = None,
                   grid_lock: bool | None = None, estimate_conditions: bool = True,
-                  progress: Progress | None = None,
+                  groove: float = DEFAULT_GROOVE, progress: Progress | None = None,
                   should_stop: ShouldStop | None = None) -> Result:
         """Append `seconds` of music after `audio` (C, N) or (N,) at `sr` Hz (JEN-1 continuation,
         unidirectional: causal U-Net). Returns (C, N + round(seconds * sr)); the first N samples
@@ -268,6 +272,11 @@ class Engine:
         locked: it starts on beat 1). Without an explicit bpm or key, the context's are
         estimated from the input's end and used, also for bars (Result.estimated), unless
         estimate_conditions=False.
+        groove in [0, 1]: how much of the context's last bar, looped, the new audio starts
+        from (a sketch noised to the level 1 - groove sets and denoised with the prompt, as in
+        vary): 0 = from pure noise (plain JEN-1 continuation), 1 = the loop itself. It needs a
+        bpm and a meter (given or estimated; an estimated meter defaults to 4); without a
+        bpm it is not applied (Result.groove 0).
         """
         start = time.perf_counter()
         check_prompt(prompt)
@@ -276,6 +285,7 @@ class Engine:
         if seconds is not None:
             rg.check_seconds(seconds, "seconds", MAX_SECONDS)
         fade = round(check_crossfade(crossfade) * sr)
+        groove_v = check_groove(groove)
         opts = self._options(progress, should_stop, seed, steps, guidance, sampler, bpm, key,
                              meter)
         timings = Timings()
@@ -297,8 +307,13 @@ class Engine:
         known[:, :known_frames] = self._encode_model(x[:, : known_frames * self.hop], timings)
         mask = np.zeros(frames, np.float32)
         mask[known_frames:] = 1.0
-        latent, windows = self._sample(prompt, opts, known, mask, True, None, 0, timings,
-                                       progress, should_stop)
+        source, first = self._groove_sketch(src, part.shape[1], sr, frames, opts, groove_v,
+                                            timings)
+        if source is not None and first == opts.steps:  # groove 1: the loop itself
+            latent, windows = np.where(mask > 0.5, source, known), 0
+        else:
+            latent, windows = self._sample(prompt, opts, known, mask, True, source, first,
+                                           timings, progress, should_stop)
         model = self._decode(latent, sr, src.shape[0], n + extra, timings, should_stop)
         new, locked = self._lock(model[:, n:], sr, opts, lock_to, timings)
         # the step at the join: against the model's own sample before it, or (moved by the
@@ -306,8 +321,30 @@ class Engine:
         joined = model[:, n - 1] if locked is None or not locked.applied else new[:, 0]
         new = rg.smooth_seam(new, part[:, -1] - joined, fade, True)
         out = np.concatenate([src, new], axis=1)
-        return self._result(out, sr, opts, opts.steps, windows, timings, start,
-                            estimated=found, grid_lock=locked)
+        return self._result(out, sr, opts, opts.steps - first, windows, timings, start,
+                            estimated=found, grid_lock=locked,
+                            groove=groove_v if source is not None else 0.0)
+
+    def _groove_sketch(self, src: np.ndarray, part: int, sr: int, frames: int, opts: Options,
+                       groove: float, timings: Timings) -> tuple[np.ndarray | None, int]:
+        """The groove sketch of continue_: the canvas's latent (K, frames) when its window's
+        context (the last `part` samples of `src`, caller rate) goes on with the input's last
+        bar looped; and the sampler step it starts at. (None, 0) when groove is off, rounds to
+        no step, or there is no tempo to find a bar by. The bar comes from the whole input, so
+        a bar longer than the model's context window still loops whole."""
+        first = start_step_for_strength(opts.steps, 1.0 - groove)
+        bpm = opts.conditions.bpm
+        if first == 0 or bpm <= 0:
+            return None, 0
+        bar = musical.bar_samples(bpm, opts.conditions.meter or 4, sr)
+        need = frames * self.hop  # model-rate samples of the canvas
+        more = math.ceil(need * sr / self.sample_rate) - part + sr // 10  # + resampler margin
+        with timings.stage("groove"):
+            sketch = np.concatenate([src[:, src.shape[1] - part :],
+                                     musical.loop_tail(src, max(more, 1), bar)], axis=1)
+            x = rg.fit_length(self._to_model(sketch, sr, timings), need)
+            latent = self._encode_model(x, timings)
+        return latent[:, :frames], first
 
     def extend_left(self, audio: np.ndarray, sr: int, seconds: float | None, prompt: str, *,
                     crossfade: float = rg.DEFAULT_CROSSFADE, seed: int | None = None,
@@ -482,14 +519,14 @@ class Engine:
 
     def _result(self, audio: np.ndarray, sr: int, opts: Options, steps: int, windows: int,
                 timings: Timings, start: float, estimated: dict[str, Any] | None = None,
-                grid_lock: GridLock | None = None) -> Result:
+                grid_lock: GridLock | None = None, groove: float = 0.0) -> Result:
         stages = dict(timings.stages)
         stages["total"] = time.perf_counter() - start
         return Result(audio=np.ascontiguousarray(audio, dtype=np.float32), sample_rate=sr,
                       seed=opts.seed, steps=steps, windows=windows, timings=stages,
                       unet_calls=tuple(timings.unet_calls), providers=self.providers,
                       conditions=opts.conditions, estimated=dict(estimated or {}),
-                      grid_lock=grid_lock)
+                      grid_lock=grid_lock, groove=groove)
 
 
 def _positive_int(value: object, name: str, low: int, high: int | None = None) -> int:

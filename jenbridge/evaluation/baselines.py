@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from jenbridge.engine import regions as rg
+from jenbridge.engine.musical import bar_samples, loop_tail
+
+__all__ = ["bar_samples", "crossfade_fill", "pink_noise", "repeat_bar_continuation",
+           "repeat_bar_fill", "silence", "spliced", "white_noise"]
 
 
 def silence(like: np.ndarray) -> np.ndarray:
@@ -37,14 +41,6 @@ def pink_noise(like: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _match_rms(np.fft.irfft(spec / np.sqrt(f), n=n, axis=-1), like)
 
 
-def bar_samples(bpm: float, meter: int, sr: int) -> int:
-    """Samples in one bar: meter beats at bpm (the manifest's convention: bpm counts the
-    meter's beat unit). ValueError without a tempo or meter."""
-    if bpm <= 0 or meter <= 0:
-        raise ValueError("a bar needs a bpm and a meter")
-    return max(1, round(meter * 60.0 / bpm * sr))
-
-
 def repeat_bar_fill(audio: np.ndarray, start: int, end: int, bar: int) -> np.ndarray:
     """The hole [start, end) filled by repeating the bar before it (audio[start - bar:start],
     tiled; the material before `start` when it is shorter than a bar). Hard edges."""
@@ -58,10 +54,8 @@ def repeat_bar_fill(audio: np.ndarray, start: int, end: int, bar: int) -> np.nda
 
 
 def repeat_bar_continuation(context: np.ndarray, n: int, bar: int) -> np.ndarray:
-    """n samples after `context` made by repeating its last bar."""
-    src = context[:, -bar:] if context.shape[1] >= bar else context
-    reps = -(-n // src.shape[1])
-    return np.ascontiguousarray(np.tile(src, (1, reps))[:, :n])
+    """n samples after `context` made by repeating its last bar (the engine's groove sketch)."""
+    return loop_tail(context, n, bar)
 
 
 def crossfade_fill(audio: np.ndarray, start: int, end: int) -> np.ndarray:

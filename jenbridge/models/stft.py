@@ -72,7 +72,8 @@ class STFT(nn.Module):
         # Eager (training, torch inference): the same transform by FFT, ~30x cheaper than the
         # dense DFT conv on CPU (measured: 2 ms vs 60 ms for 8 s of audio at n_fft 2048).
         spec = torch.stft(
-            x[:, 0], self.n_fft, self.hop, window=self.window, center=False, return_complex=True
+            x[:, 0].float(), self.n_fft, self.hop, window=self.window, center=False,
+            return_complex=True,
         )  # (B, F, N/hop)
         return torch.cat([spec.real, spec.imag], dim=1)  # (B, 2F, N/hop)
 
@@ -103,6 +104,8 @@ class ISTFT(nn.Module):
 
         Same result as the transposed conv (which exports) at a fraction of the CPU cost.
         """
+        spec = spec.float()  # FFTs run in fp32 (no bf16 FFT; and under bf16 autocast a rounded
+        # spectrum would cost the quiet bins, as a rounded DFT basis does)
         frames = torch.fft.irfft(
             torch.complex(spec[:, : self.n_bins], spec[:, self.n_bins :]), n=self.n_fft, dim=1
         )  # (B, n_fft, S)

@@ -26,11 +26,7 @@ from jenbridge.losses.adversarial import (
 from jenbridge.losses.stft_loss import MultiResolutionSTFTLoss
 from jenbridge.models.builders import build_autoencoder
 from jenbridge.training.distributed import Dist
-
-
-def _autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op context on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+from jenbridge.training.precision import autocast
 
 
 class AutoencoderTask:
@@ -59,7 +55,7 @@ class AutoencoderTask:
         audio = batch["audio"].to(self.d.device)  # (B, C, N)
         adv_on = self.disc is not None and step >= self.tc.adversarial_start
         logs: dict[str, float] = {}
-        with _autocast(self.d.device):
+        with autocast(self.d.device, self.tc.precision):
             recon, z = self.net(audio)
             stft = self.stft_loss(recon.float(), audio)  # frequency domain
             wave = (recon.float() - audio).abs().mean()  # time domain: also rewards right phase
@@ -77,7 +73,7 @@ class AutoencoderTask:
         self.opt.step()
         if adv_on:
             assert self.disc is not None
-            with _autocast(self.d.device):
+            with autocast(self.d.device, self.tc.precision):
                 real_logits, _ = self.disc_net(audio)
                 fake_logits, _ = self.disc_net(recon.detach())
                 d_loss = discriminator_hinge_loss(real_logits, fake_logits)

@@ -24,6 +24,7 @@ from jenbridge.models.builders import build_unet
 from jenbridge.models.text import CachedTextEncoder, load_text_encoder
 from jenbridge.training.distributed import Dist
 from jenbridge.training.latent_cache import LatentCrops, collate_latents
+from jenbridge.training.precision import autocast
 
 SAMPLE_PROMPTS = ["an upbeat house track with a four-on-the-floor kick and warm chords",
                   "solo piano, slow and gentle"]
@@ -74,7 +75,7 @@ class DiffusionTask:
         latent = batch["latent"].to(dev)
         text, text_mask = self._text(batch["caption"])
         gen = torch.Generator(device=dev).manual_seed(int(torch.randint(0, 2**62, (1,))))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with autocast(dev, self.tc.precision):
             loss, stats = diffusion_loss(self.net, latent, text, text_mask, batch["bpm"].to(dev),
                                          batch["key"].to(dev), batch["meter"].to(dev),
                                          self.cfg.diffusion, gen)

@@ -9,7 +9,7 @@
   diffusion    the `small` U-Net on all three tasks, to `diffusion_steps` (a fresh machine
                starts from the milestone committed in weights/small/)
   export       fp16 weights into the repository's weights/small/ (commit them at milestones), a
-               model bundle at HOME/bundles/default
+               model bundle with int8 weights (as shipped) at HOME/bundles/default
 
 Each stage is the matching `jenbridge` command in a child process (so a stage's memory is
 returned and `torchrun` can wrap a stage by hand), with its output on this process's stdout.
@@ -71,8 +71,10 @@ def commands(r: Recipe, stage: str) -> list[list[str]]:
         return [["data", "builtin", "--out", str(r.data), "--minutes", f"{r.minutes:g}",
                  "--workers", str(r.threads or os.cpu_count() or 1), "--quiet"]]
     if stage == "autoencoder":
-        if not ae_run.exists() and SHIPPED_AE.is_file():
-            return []  # a fresh machine: run_recipe seeds the run with the frozen shipped one
+        if not (ae_run / "checkpoints").exists() and (ae_file.is_file() or SHIPPED_AE.is_file()):
+            # frozen: seeded from the shipped one (run_recipe), never trained here. Training a
+            # new one would change the latent space the diffusion milestone was trained in.
+            return []
         return [["train", "autoencoder", "--config", "small", "--data", str(r.data),
                  "--run-dir", str(ae_run), "--steps", str(r.ae_steps), "--workers", "1",
                  "--no-progress", *threads]]
@@ -100,7 +102,7 @@ def commands(r: Recipe, stage: str) -> list[list[str]]:
                 ["train", "export-weights", "--run-dir", str(diff_run), "--out",
                  str(SHIPPED_DIFFUSION)],
                 ["export", "--autoencoder", str(ae_file), "--diffusion", str(diff_run),
-                 "--out", str(r.home / "bundles" / "default"), "--weights", "fp16", "--force",
+                 "--out", str(r.home / "bundles" / "default"), "--weights", "int8", "--force",
                  *threads]]
     raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
 
