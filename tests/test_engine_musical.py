@@ -189,7 +189,7 @@ def test_groove_starts_the_continuation_from_the_looped_bar(engine: Engine) -> N
     loop = drum_loop(bpm, 4.0)
     bar = musical.bar_samples(bpm, 4, sr)
     opts = dict(seed=3, steps=4, bpm=bpm, meter=4, crossfade=0.0)
-    plain = engine.continue_(loop, sr, 4.0, "beat", **opts)
+    plain = engine.continue_(loop, sr, 4.0, "beat", groove=0.0, **opts)
     full = engine.continue_(loop, sr, 4.0, "beat", groove=1.0, **opts)
     half = engine.continue_(loop, sr, 4.0, "beat", groove=0.5, **opts)
     for r in (plain, full, half):

@@ -300,7 +300,7 @@ def test_eval_cli_on_the_tiny_bundle(tiny_bundle: Path, dataset: Path, tmp_path:
         "--data", str(dataset), "--out", str(out), "--embedding", embedding,
         "--clips", "2", "--seconds", "2", "--steps", "2", "--bpms", "120", "--meters", "4",
         "--tempo-bars", "1", "--keys", "1", "--strengths", "0,1", "--vary-clips", "1",
-        "--probe-clips", "1", "--threads", "1")
+        "--probe-clips", "1", "--threads", "1", "--grooves", "0.5,0")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     report = json.loads((out / "report.json").read_text())
     check_finite(report)
@@ -314,8 +314,10 @@ def test_eval_cli_on_the_tiny_bundle(tiny_bundle: Path, dataset: Path, tmp_path:
                 "style_accuracy": {"model", "real (held-out)", "white noise"}},
         "inpaint": {"seam": {"model", "crossfade", "repeat bar", "silence", "original"},
                     "inside_mel": {"model", "crossfade", "repeat bar"}},
-        "continue": {"tempo_within_3bpm": {"model", "real", "repeat bar", "silence"},
-                     "key_agreement": set(), "mel_to_truth": {"model", "repeat bar"}},
+        "continue": {"tempo_within_3bpm": {"model", "model, groove 0", "early@50", "real",
+                                           "repeat bar", "silence"},
+                     "key_agreement": set(), "mel_to_truth": {"model", "repeat bar"},
+                     "mel_to_repeat": {"model", "model, groove 0", "real"}},
         "tempo": {"within_2pct": {"model", "model + grid lock", "real (held-out)",
                                   "white noise"},
                   "octave_error": {"model", "model + grid lock"}},
@@ -331,6 +333,8 @@ def test_eval_cli_on_the_tiny_bundle(tiny_bundle: Path, dataset: Path, tmp_path:
     assert report["suites"]["key"]["metrics"]["accuracy"]["chance"] == pytest.approx(1 / 24)
     assert 0 < report["suites"]["t2m"]["metrics"]["style_accuracy"]["chance"] <= 1
     assert report["suites"]["vary"]["curves"]["model"]["0"]["mel"] == 0.0  # strength 0: input
+    assert report["suites"]["continue"]["grooves"] == {"model": 0.5, "model, groove 0": 0.0,
+                                                       "early@50": 0.5}
     assert report["embedding"]["name"] == embedding and report["embedding"]["used"]
     names = {t["target"] for t in report["targets"]}
     assert "Fréchet distance falling with training" in names and len(names) == 5

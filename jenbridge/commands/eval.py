@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jenbridge.engine.options import DEFAULT_GROOVE
+
 SUITE_NAMES = "autoencoder,t2m,inpaint,continue,tempo,key,vary"
 
 
@@ -76,6 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="variation strengths (default 0,0.1,...,1)")
     g.add_argument("--vary-clips", type=int, default=4,
                    help="clips the variation sweep runs on (default 4)")
+    g.add_argument("--grooves", type=_floats, default=None,
+                   help="continuation grooves: every model at the first, the model also at "
+                        f"the others (default {DEFAULT_GROOVE:g},0: the engine's default and "
+                        "plain continuation)")
     p.add_argument("--providers", help="execution providers to try (cuda, coreml, cpu)")
     p.add_argument("--threads", type=int, help="CPU threads per session")
     p.add_argument("--check-targets", action="store_true",
@@ -103,9 +109,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--seconds must be at least 2 (tempo and key need 0.5 s of each part)")
     if not all(0.0 <= s <= 1.0 for s in args.strengths):
         raise ValueError(f"--strengths must lie in 0..1, got {args.strengths}")
+    grooves = args.grooves or (DEFAULT_GROOVE, 0.0)
+    if not all(0.0 <= g <= 1.0 for g in grooves):
+        raise ValueError(f"--grooves must lie in 0..1, got {args.grooves}")
     settings = Settings(seconds=args.seconds, steps=args.steps, seed=args.seed, bpms=args.bpms,
                         meters=meters, tempo_bars=args.tempo_bars, keys=_keys(args.keys),
-                        strengths=args.strengths, vary_clips=args.vary_clips)
+                        strengths=args.strengths, vary_clips=args.vary_clips,
+                        grooves=tuple(grooves))
     req = EvalRequest(model=args.model, data=args.data, out=args.out,
                       early=tuple(args.model_early), train_steps=dict(args.train_step),
                       suites=suites, clips=args.clips, probe_per_class=args.probe_clips,

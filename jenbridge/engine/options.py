@@ -134,8 +134,12 @@ def check_strength(strength: object) -> float:
 
 
 # continue_'s default groove (see Engine.continue_): what the CLI, the daemon and presets use
-# when a request does not say
-DEFAULT_GROOVE = 0.0
+# when a request does not say. Measured on the default model (12 held-out clips, 6 s context,
+# 4 s continued): continuation tempo within +-3 BPM of the context 0.17 at 0, 0.42 at 0.5,
+# 0.58 at 0.7, 0.67 at 0.85 (real continuations: 0.83); log-mel distance to the real
+# continuation 1.09 / 0.99 / 0.90 / 0.81, to the looped bar itself 1.06 / 0.95 / 0.86 / 0.77.
+# 0.7 keeps most of the gain while the music still moves away from a plain loop.
+DEFAULT_GROOVE = 0.7
 
 
 def check_groove(groove: object) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from jenbridge.engine.options import DEFAULT_GROOVE
 from jenbridge.evaluation.clips import EvalClip
 
 
@@ -22,7 +23,9 @@ from jenbridge.evaluation.clips import EvalClip
 class Settings:
     """What a run does. seconds: audio per clip; steps: sampler steps (None = the bundle's);
     bpms / meters / tempo_bars: the tempo-adherence grid; keys: key codes for key adherence;
-    strengths: the variation sweep; vary_clips: clips it runs on."""
+    strengths: the variation sweep; vary_clips: clips it runs on. grooves: the continuation
+    suite runs every model at the first (the engine's default unless set) and the model under
+    test also at each other one, as extra rows "model, groove G"."""
 
     seconds: float = 10.0
     steps: int | None = None
@@ -35,6 +38,7 @@ class Settings:
     vary_clips: int = 4
     inpaint_fraction: float = 0.25
     continue_fraction: float = 0.4
+    grooves: tuple[float, ...] = (DEFAULT_GROOVE, 0.0)
 
 
 @dataclass

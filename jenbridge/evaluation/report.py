@@ -55,6 +55,7 @@ def targets(suites: dict[str, Any], models: list[dict[str, Any]]) -> list[dict[s
         out.append({"target": "continuation tempo within ±3 BPM of the context",
                     "rule": f"on at least {CONTINUE_TEMPO_FRACTION:.0%} of the clips",
                     "model": within[model], "baseline": within.get("real"),
+                    "groove": cont.get("grooves", {}).get(model),
                     "met": within[model] >= CONTINUE_TEMPO_FRACTION})
     return out
 

@@ -221,28 +221,36 @@ CONT_SPECS = {
                                "minor of the context's key"),
     "mel_to_truth": MetricSpec("", "lower", "log-mel L1 distance to the clip's real "
                                "continuation"),
+    "mel_to_repeat": MetricSpec("", "", "log-mel L1 distance to the context's last bar "
+                                "repeated (0 = a loop of it; the real continuation's is the "
+                                "music's own)"),
 }
 
 
 def continuation(ctx: Context) -> dict[str, Any]:
     """The first 1 - continue_fraction of each clip as context; each model continues it to the
-    clip's length (caption as prompt; tempo and key estimated by the engine). Baselines: the
-    real continuation, repeating the context's last bar, silence, white noise."""
+    clip's length (caption as prompt; tempo and key estimated by the engine) at the first of
+    settings.grooves, the model under test also at the others ("model, groove G" rows).
+    Baselines: the real continuation, repeating the context's last bar, silence, white
+    noise. mel_to_repeat tells a continuation that plays on from one that loops the bar."""
     sr, s, scores = ctx.sample_rate, ctx.settings, Scores()
     skipped_key = no_pulse = 0
+    runs = [(m, s.grooves[0], m.label) for m in ctx.models]
+    runs[1:1] = [(ctx.models[0], g, f"{ctx.models[0].label}, groove {g:g}")
+                 for g in dict.fromkeys(s.grooves[1:]) if g != s.grooves[0]]
     for i, clip in enumerate(ctx.clips):
         x = clip.audio
         n = x.shape[1]
         c = n - max(1, round(s.continue_fraction * n))
         context, truth = x[:, :c], x[:, c:]
         systems: dict[str, np.ndarray] = {}
-        for m in ctx.models:
-            out = m.engine.continue_(context, sr, (n - c) / sr, clip.caption,
+        for m, groove, label in runs:
+            out = m.engine.continue_(context, sr, (n - c) / sr, clip.caption, groove=groove,
                                      **_gen_options(ctx, i)).audio
-            systems[m.label] = out[:, c:n]
-            if i == 0 and m is ctx.models[0]:
+            systems[label] = out[:, c:n]
+            if i == 0 and label == ctx.models[0].label:
                 ctx.example("continuation", out[:, :n], [c / sr],
-                            f"continuation ({m.label}) after the mark")
+                            f"continuation ({label}, groove {groove:g}) after the mark")
         systems["real"] = truth
         systems["repeat bar"] = bl.repeat_bar_continuation(context, n - c, bar_of(clip, context,
                                                                                    sr))
@@ -262,6 +270,8 @@ def continuation(ctx: Context) -> dict[str, Any]:
                 scores.add("key_relative", name, float(k == "relative"))
             if name != "real":
                 scores.add("mel_to_truth", name, mt.mel_distance(y, truth, sr))
+            if name != "repeat bar":
+                scores.add("mel_to_repeat", name, mt.mel_distance(y, systems["repeat bar"], sr))
     notes = [f"{skipped_key} clip(s) whose context has no key (unpitched) left out of the key "
              "figures"] if skipped_key else []
     if no_pulse:
@@ -269,7 +279,8 @@ def continuation(ctx: Context) -> dict[str, Any]:
                      "misses for every system")
     return {"clips": len(ctx.clips), "metrics": scores.summary(CONT_SPECS),
             "context_seconds": (1 - s.continue_fraction) * s.seconds,
-            "continuation_seconds": s.continue_fraction * s.seconds, "notes": notes}
+            "continuation_seconds": s.continue_fraction * s.seconds,
+            "grooves": {label: g for _, g, label in runs}, "notes": notes}
 
 
 def _tempo(audio: np.ndarray, sr: int) -> float:
