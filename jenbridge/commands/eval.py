@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jenbridge.engine.options import DEFAULT_GROOVE
-
 SUITE_NAMES = "autoencoder,t2m,inpaint,continue,tempo,key,vary"
 
 
@@ -80,8 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clips the variation sweep runs on (default 4)")
     g.add_argument("--grooves", type=_floats, default=None,
                    help="continuation grooves: every model at the first, the model also at "
-                        f"the others (default {DEFAULT_GROOVE:g},0: the engine's default and "
-                        "plain continuation)")
+                        "the others (default: the engine's default groove, then 0 = plain "
+                        "continuation)")
     p.add_argument("--providers", help="execution providers to try (cuda, coreml, cpu)")
     p.add_argument("--threads", type=int, help="CPU threads per session")
     p.add_argument("--check-targets", action="store_true",
@@ -97,6 +95,7 @@ def _keys(n: int) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jenbridge.engine.options import DEFAULT_GROOVE
     from jenbridge.evaluation.context import Settings
     from jenbridge.evaluation.report import table
     from jenbridge.evaluation.runner import EvalRequest, check_suites, evaluate

@@ -2,7 +2,7 @@
 
   jenbridge generate --prompt "warm lo-fi piano" --seconds 10 -o out.wav
   jenbridge inpaint IN.wav --region 2.0:4.5 [--region 6:7] --prompt "drum fill" -o out.wav
-  jenbridge continue IN.wav --seconds 8 --prompt "..." -o out.flac
+  jenbridge continue IN.wav --seconds 8 --prompt "..." [--groove 0.7] -o out.flac
   jenbridge extend IN.wav --seconds 4 --prompt "..." -o out.wav       (prepends)
   jenbridge vary IN.wav --strength 0.5 --prompt "..." -o out.ogg
 
@@ -103,6 +103,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "0.01)")
         p.add_argument("--no-estimate", dest="estimate", action="store_false",
                        help="do not estimate an unset --bpm / --key from the input audio")
+    if task == "continue":
+        p.add_argument("--groove", type=float, metavar="G",
+                       help="0..1: start the new audio from the input's last bar looped, "
+                            "noised to the level 1 - G (keeps it in tempo; needs --bpm or an "
+                            "estimated tempo, and the meter, default 4); 0 = plain continuation; "
+                            "default: the preset's, else the engine's (reported on stderr)")
     model = p.add_argument_group("model and sampling")
     model.add_argument("--model", type=Path, metavar="BUNDLE",
                        help="model bundle folder (default: the shipped one, "
@@ -221,6 +227,8 @@ def _precheck(args: argparse.Namespace, task: str, bundle: Path, source: Any,
             raise ValueError("--bars needs --bpm and --meter (seconds = bars * meter * 60 / bpm)")
     if task == "vary":
         options.check_strength(args.strength)
+    if task == "continue":
+        options.check_groove(args.groove)
     if task == "inpaint":
         audio, sr = source
         regions.check_regions(args.region, audio.shape[1] / sr)
@@ -240,7 +248,7 @@ def _apply_preset(args: argparse.Namespace, task: str) -> Any:
                              f"preset {preset.name!r} is a live-loop preset (use it from the "
                              "daemon: /jb/loop/start or /jb/run)")
         for name in ("steps", "guidance", "sampler", "bpm", "key", "meter", "strength",
-                     "crossfade", "grid_lock"):
+                     "crossfade", "groove", "grid_lock"):
             if getattr(args, name, None) is None and getattr(preset, name) is not None:
                 setattr(args, name, getattr(preset, name))
         if task in ("generate", "continue", "extend") and args.seconds is None \
@@ -256,6 +264,10 @@ def _apply_preset(args: argparse.Namespace, task: str) -> Any:
         raise ValueError("give --strength (or a preset with one)")
     if getattr(args, "crossfade", 0.0) is None:
         args.crossfade = 0.01
+    if task == "continue" and args.groove is None:
+        from jenbridge.engine.options import DEFAULT_GROOVE
+
+        args.groove = DEFAULT_GROOVE
     if args.variations is None:
         args.variations = 1
     if args.prompt is None:
@@ -322,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         audio = peak_normalize(audio, preset.output.peak_db if preset is not None else None)
         write_atomic(out, audio, result.sample_rate, args.overwrite)
         if k == 0:
-            _report_musical(result)
+            _report_musical(result, getattr(args, "groove", None))
         if not args.quiet:
             print(f"wrote {out} ({result.seconds:.2f} s, {result.sample_rate} Hz, "
                   f"{result.audio.shape[0]} ch) seed {result.seed}, {result.steps} steps x "
@@ -342,7 +354,7 @@ def _call(engine: Any, task: str, args: argparse.Namespace, source: Any,
                               **sampling)
     if task == "continue":
         return engine.continue_(audio, sr, args.seconds, args.prompt, crossfade=args.crossfade,
-                                **length, **sampling)
+                                groove=args.groove, **length, **sampling)
     if task == "extend":
         return engine.extend_left(audio, sr, args.seconds, args.prompt,
                                   crossfade=args.crossfade, **length, **sampling)
@@ -376,10 +388,11 @@ def _wet(spec: Any, task: str, args: argparse.Namespace, audio: Any, sr: int) ->
     return wet
 
 
-def _report_musical(result: Any) -> None:
-    """The estimated conditions and the grid lock's stretch, on stderr (always: they change
-    what was made)."""
-    from jenbridge.daemon.tasks import describe_conditions
+def _report_musical(result: Any, groove: float | None = None) -> None:
+    """The conditions (given and estimated), the groove a continuation started from (`groove`:
+    the one asked for) and the grid lock's stretch, on stderr (always: they change what was
+    made)."""
+    from jenbridge.daemon.tasks import describe_conditions, describe_groove
 
     used = describe_conditions(result.conditions)
     if used:
@@ -388,5 +401,12 @@ def _report_musical(result: Any) -> None:
         found = ", ".join(f"{name} {value:g}" if isinstance(value, float) else
                           f"{name} {value}" for name, value in result.estimated.items())
         print(f"jenbridge: estimated from the input: {found}", file=sys.stderr)
+    if describe_groove(result):
+        print(f"jenbridge: {describe_groove(result)} (started from the input's last bar looped)",
+              file=sys.stderr)
+    elif groove:
+        why = "no tempo (give --bpm, or leave the estimate on)" if result.conditions.bpm <= 0 \
+            else f"it rounds to no sampler step of {result.steps}"
+        print(f"jenbridge: groove {groove:g} not applied: {why}", file=sys.stderr)
     if result.grid_lock is not None:
         print(f"jenbridge: {result.grid_lock.describe()}", file=sys.stderr)

@@ -12,7 +12,8 @@ that clock; `/jb/playing` and `/jb/loop/started` report starts on it as seconds 
 
 A live loop (`/jb/loop/start`) is a LiveLoop whose `next_loop(k, previous)` asks the engine for
 iteration k: a continuation of `previous` (mode continue: the engine sees the last loop as its
-context, so the boundary is the model's own continuation, seam-smoothed) or a variation of it
+context, so the boundary is the model's own continuation, seam-smoothed; with `groove` it
+starts from the last loop's last bar looped, which keeps the loop in tempo) or a variation of it
 (mode vary, `strength`; the step at the boundary is removed the same way). The engine is shared
 with the job worker under `Server.engine_lock`, one call at a time; a loop iteration that is not
 ready in time repeats the current one (LiveLoop), so a long job never makes silence.
@@ -30,6 +31,7 @@ import numpy as np
 
 from jenbridge.daemon import protocol
 from jenbridge.daemon.protocol import RequestError, number, pairs, text, whole
+from jenbridge.engine.options import DEFAULT_GROOVE
 
 if TYPE_CHECKING:
     from jenbridge.daemon.server import Server
@@ -40,11 +42,11 @@ MAX_LOOP_BARS = 64
 MODES = ("continue", "vary")
 PLAY_KEYS = ("path", "at", "at_samples", "at_sec", "at_offset", "at_next_bar", "bpm", "meter",
              "origin_samples", "reply_port")
-LOOP_START_KEYS = ("path", "bars", "prompt", "mode", "strength", "crossfade", "iterations",
-                   "write", "origin_samples", "out_dir", "reply_port", "preset", "var_*",
-                   "effects", "source", "link", *protocol.SAMPLING_KEYS)
-LOOP_UPDATE_KEYS = ("prompt", "mode", "strength", "crossfade", "source", "reply_port", "seed",
-                    "steps", "guidance", "sampler", "key")
+LOOP_START_KEYS = ("path", "bars", "prompt", "mode", "strength", "crossfade", "groove",
+                   "iterations", "write", "origin_samples", "out_dir", "reply_port", "preset",
+                   "var_*", "effects", "source", "link", *protocol.SAMPLING_KEYS)
+LOOP_UPDATE_KEYS = ("prompt", "mode", "strength", "crossfade", "groove", "source", "reply_port",
+                    "seed", "steps", "guidance", "sampler", "key")
 SOURCES = ("last", "first")  # vary mode: each iteration varies the last one, or the first
 
 
@@ -240,6 +242,7 @@ class LoopState:
     origin: int
     effects: Any = None  # the preset's plugin_host EffectChain (None: no effects)
     fx_tail: np.ndarray | None = None  # its tail still to be added to the next iterations
+    groove: float = DEFAULT_GROOVE  # mode continue: Engine.continue_'s groove (0 = off)
     first: np.ndarray | None = None
     first_path: str = ""
     source: str = "last"
@@ -252,8 +255,8 @@ class LoopState:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-def _mode_fields(kv: dict[str, Any], mode: str, strength: float,
-                 crossfade: float) -> tuple[str, float, float]:
+def _mode_fields(kv: dict[str, Any], mode: str, strength: float, crossfade: float,
+                 groove: float) -> tuple[str, float, float, float]:
     from jenbridge.engine.options import check_crossfade, check_strength
 
     if "mode" in kv:
@@ -265,12 +268,12 @@ def _mode_fields(kv: dict[str, Any], mode: str, strength: float,
         check_strength(strength)
     if "crossfade" in kv:
         crossfade = check_crossfade(number(kv["crossfade"], "crossfade", 0.0, 1.0))
-    return mode, strength, crossfade
+    return mode, strength, crossfade, protocol.groove(kv, groove)
 
 
 def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
     """/jb/loop/start ID bpm B bars N [meter M] [path P | prompt ...] [mode continue|vary]
-    [strength S] ... -> /jb/accepted ID 0, /jb/loop/next ID 0 path, then the final
+    [strength S] [groove G] ... -> /jb/accepted ID 0, /jb/loop/next ID 0 path, then the final
     /jb/loop/started ID start_sec start_offset frames sample_rate (or /jb/error)."""
     jid = protocol.job_id(args)
     kv = pairs(args, LOOP_START_KEYS)
@@ -291,7 +294,7 @@ def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None
     bars = whole(kv["bars"], "bars", 1, MAX_LOOP_BARS)
     meter = _meter(kv.get("meter", 4))
     prompt = text(kv.get("prompt", ""), "prompt")
-    mode, strength, crossfade = _mode_fields(kv, "continue", 0.5, 0.01)
+    mode, strength, crossfade, groove = _mode_fields(kv, "continue", 0.5, 0.01, DEFAULT_GROOVE)
     opts = protocol.sampling(kv, server.context.sampler_defaults)
     iterations = whole(kv.get("iterations", 0), "iterations", 0, 1_000_000)
     write = bool(whole(kv.get("write", 1), "write", 0, 1))
@@ -333,6 +336,7 @@ def loop_start(server: Server, args: list[Any], sender: tuple[str, int]) -> None
                       strength, crossfade, opts, iterations, write, out_dir, origin, fx,
                       first=first, first_path=first_path)
     state.source = _source(kv, "last")
+    state.groove = groove
     state.link = link[0] if link is not None else None
     server.loops[jid] = state
     server.send(state.reply_to, "/jb/accepted", (jid, 0))
@@ -418,7 +422,7 @@ def _options(state: LoopState, k: int) -> dict[str, Any]:
 
 
 def _emit(server: Server, state: LoopState, k: int, audio: np.ndarray, seed: int,
-          path: str = "") -> None:
+          path: str = "", notes: str = "") -> None:
     """Write iteration k (if asked) and send /jb/loop/next ID k path seconds seed."""
     from jenbridge import __version__
     from jenbridge.daemon.outputs import Metadata, write_output
@@ -426,7 +430,7 @@ def _emit(server: Server, state: LoopState, k: int, audio: np.ndarray, seed: int
     sr = server.audio.player.sample_rate
     if state.write and not path:
         meta = Metadata(k * state.length, state.prompt, "loop", seed, server.model_name,
-                        state.loop_id, f"jenbridge {__version__}")
+                        state.loop_id, f"jenbridge {__version__}", notes)
         try:
             path = str(write_output(state.out_dir or server.output_dir, state.loop_id, "loop",
                                     audio, sr, server.config.wav_format, meta))
@@ -443,11 +447,13 @@ def _next_loop(server: Server, state: LoopState):
         return state.stopped or server.stopping
 
     def next_loop(k: int, previous: np.ndarray) -> np.ndarray:
+        from jenbridge.daemon.tasks import describe_groove
         from jenbridge.engine.regions import smooth_seam
 
         if should_stop():
             raise RuntimeError("loop stopped")
         prompt, mode, strength, fade = state.prompt, state.mode, state.strength, state.crossfade
+        groove = state.groove
         opts = _options(state, k)
         if mode == "vary" and state.source == "first" and state.original is not None:
             base = state.original  # a new variation of the original, joined to the last loop
@@ -456,7 +462,8 @@ def _next_loop(server: Server, state: LoopState):
         with server.engine_lock:
             if mode == "continue":
                 r = server.engine.continue_(previous, sr, state.length / sr, prompt,
-                                            crossfade=fade, should_stop=should_stop, **opts)
+                                            crossfade=fade, groove=groove,
+                                            should_stop=should_stop, **opts)
                 audio = _fit(r.audio[:, previous.shape[1]:], state.length)
             else:
                 r = server.engine.vary(base, sr, strength, prompt, should_stop=should_stop,
@@ -468,7 +475,7 @@ def _next_loop(server: Server, state: LoopState):
         if should_stop():
             raise RuntimeError("loop stopped")
         audio = _wet(state, audio)
-        _emit(server, state, k, audio, int(r.seed))
+        _emit(server, state, k, audio, int(r.seed), notes=describe_groove(r))
         return audio
 
     return next_loop
@@ -580,10 +587,11 @@ def _loop_state(server: Server, args: list[Any], keys: tuple[str, ...]
 
 
 def loop_update(server: Server, args: list[Any], sender: tuple[str, int]) -> None:
-    """/jb/loop/update ID [prompt ...] [mode ...] [strength S] [seed ...] -> /jb/loop/updated ID:
-    iterations requested from now on use the new settings."""
+    """/jb/loop/update ID [prompt ...] [mode ...] [strength S] [groove G] [seed ...] ->
+    /jb/loop/updated ID: iterations requested from now on use the new settings."""
     state, kv = _loop_state(server, args, LOOP_UPDATE_KEYS)
-    mode, strength, crossfade = _mode_fields(kv, state.mode, state.strength, state.crossfade)
+    mode, strength, crossfade, groove = _mode_fields(kv, state.mode, state.strength,
+                                                     state.crossfade, state.groove)
     prompt = text(kv["prompt"], "prompt") if "prompt" in kv else state.prompt
     changed = {k: v for k, v in kv.items() if k in protocol.SAMPLING_KEYS}
     sampling = dict(state.sampling)
@@ -591,6 +599,7 @@ def loop_update(server: Server, args: list[Any], sender: tuple[str, int]) -> Non
         fresh = protocol.sampling(changed, server.context.sampler_defaults)
         sampling.update({k: fresh[k] for k in changed})
     state.prompt, state.mode, state.strength, state.crossfade = prompt, mode, strength, crossfade
+    state.groove = groove
     state.source = _source(kv, state.source)
     state.sampling = sampling
     server.send(server.endpoint(sender, _reply_port(kv)), "/jb/loop/updated", (state.loop_id,))

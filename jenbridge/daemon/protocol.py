@@ -35,7 +35,13 @@ from typing import Any
 from jenbridge.conditions import check_meter
 from jenbridge.daemon.config import Allowed, DaemonConfig, PathRefused
 from jenbridge.data.audio import AudioError, probe
-from jenbridge.engine.options import check_crossfade, check_strength, resolve_options
+from jenbridge.engine.options import (
+    DEFAULT_GROOVE,
+    check_crossfade,
+    check_groove,
+    check_strength,
+    resolve_options,
+)
 
 TASKS = ("generate", "inpaint", "continue", "extend", "vary")
 MAX_PROMPT = 2000  # characters; a DAW prompt is a sentence, not a document
@@ -51,7 +57,8 @@ _POSITION_KEYS = tuple(f"{p}{s}" for p in POSITIONS for s in ("", "_samples", "_
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "generate": (*COMMON_KEYS, *LENGTH_KEYS, *_POSITION_KEYS[:8], "channels"),
     "inpaint": (*COMMON_KEYS, "path", *_POSITION_KEYS, "crossfade", "estimate"),
-    "continue": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade", "estimate"),
+    "continue": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade", "estimate",
+                 "groove"),
     "extend": (*COMMON_KEYS, "path", *LENGTH_KEYS, *_POSITION_KEYS, "crossfade", "estimate"),
     "vary": (*COMMON_KEYS, "path", "strength", *_POSITION_KEYS[:4], *_POSITION_KEYS[8:]),
 }
@@ -77,7 +84,8 @@ class Request:
     position: where the output's first sample sits on the DAW time line (the bext
     TimeReference). For inpaint, `region` is the span to regenerate in seconds of the input
     file's own time line; `length` is the new audio's length in samples (generate, continue,
-    extend) or the output's length (inpaint, vary: the input's).
+    extend) or the output's length (inpaint, vary: the input's). `groove` (continue only, 0..1)
+    is how much of the input's last bar, looped, the new audio starts from (Engine.continue_).
     """
 
     task: str
@@ -92,6 +100,7 @@ class Request:
     region: tuple[float, float] | None = None
     crossfade: float = 0.01
     strength: float = 0.0
+    groove: float = DEFAULT_GROOVE
     channels: int = 2
     reply_port: int | None = None
     out_dir: Path | None = None
@@ -353,7 +362,15 @@ def validate(task: str, args: list[Any], ctx: Context) -> Request:
             raise RequestError("out_of_range", f"extending by {secs:g} s would start before "
                                "0 on the time line")
     return Request(**common, sample_rate=sr, position=pos, length=new, path=path,
-                   input_rate=info.sample_rate, crossfade=fade)
+                   input_rate=info.sample_rate, crossfade=fade,
+                   groove=groove(kv) if task == "continue" else DEFAULT_GROOVE)
+
+
+def groove(kv: dict[str, Any], default: float = DEFAULT_GROOVE) -> float:
+    """The request's `groove` (0..1, continuations; `default` when it sends none)."""
+    if "groove" not in kv:
+        return default
+    return check_groove(number(kv["groove"], "groove", 0.0, 1.0))
 
 
 def flag(value: Any, key: str) -> bool:

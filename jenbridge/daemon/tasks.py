@@ -46,7 +46,7 @@ def _continue(engine: Any, req: Any, src: Any, opts: dict[str, Any]) -> tuple[An
     length = _length(req)
     secs = length.pop("seconds")
     r = engine.continue_(src, req.sample_rate, secs, req.prompt, crossfade=req.crossfade,
-                         estimate_conditions=req.estimate, **length, **opts)
+                         estimate_conditions=req.estimate, groove=req.groove, **length, **opts)
     return r.audio[:, src.shape[1]:], r  # the new audio only: it goes after the region
 
 
@@ -94,7 +94,8 @@ def finish_audio(req: Any, audio: np.ndarray, src: np.ndarray | None) -> np.ndar
 
 
 def describe_result(req: Any, result: Any, take: int) -> str:
-    """The notes for the file's metadata: preset, take, estimated conditions, grid lock."""
+    """The notes for the file's metadata: preset, take, conditions, estimated conditions, the
+    groove a continuation started from, grid lock."""
     notes = []
     if req.preset:
         notes.append(f"preset={req.preset}")
@@ -103,6 +104,8 @@ def describe_result(req: Any, result: Any, take: int) -> str:
     described = describe_conditions(getattr(result, "conditions", None))
     if described:
         notes.append(described)
+    if describe_groove(result):
+        notes.append(describe_groove(result))
     if getattr(result, "estimated", None):
         notes.append("estimated " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else
                                               f"{k}={v}" for k, v in result.estimated.items()))
@@ -110,6 +113,13 @@ def describe_result(req: Any, result: Any, take: int) -> str:
     if lock is not None:
         notes.append(lock.describe())
     return "; ".join(notes)
+
+
+def describe_groove(result: Any) -> str:
+    """"groove=0.7" when a continuation started from its groove sketch ("" when it did not:
+    groove 0, another task, or no tempo to loop a bar by)."""
+    groove = getattr(result, "groove", 0.0)
+    return f"groove={groove:g}" if groove > 0 else ""
 
 
 def describe_conditions(c: Any) -> str:

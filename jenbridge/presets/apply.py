@@ -16,7 +16,8 @@ from jenbridge.conditions import key_code, key_name
 from jenbridge.presets.schema import MAX_VARIATIONS, Preset, PresetError, template_fields
 
 # preset field -> request key, where the two share a meaning
-_DIRECT = ("bpm", "key", "meter", "steps", "guidance", "sampler", "strength", "crossfade")
+_DIRECT = ("bpm", "key", "meter", "steps", "guidance", "sampler", "strength", "crossfade",
+           "groove")
 MAX_SEED = 2**63 - 1
 
 

@@ -15,6 +15,7 @@
     variations: 1            # takes per request (each its own file)
     strength: 0.5            # vary, loop in vary mode
     crossfade: 0.02          # inpaint/continue/extend seams, loop joins
+    groove: 0.6              # continue, loop in continue mode: start from the last bar looped
     grid_lock: true          # null: the engine's default (on for bar lengths)
     loop: {mode: vary, strength: 0.35, iterations: 0}      # task: loop only
     effects: [{effect: Compressor, threshold_db: -14, ratio: 3}]   # plugin_host chain
@@ -26,6 +27,11 @@ may override (`var_<name>` over OSC, `--var name=value` on the CLI). A name used
 that no one gives is an error at request time; a name that is neither a musical one nor in
 `variables` is an error when the preset loads, as are unknown keys and wrong types. Errors name
 the file and the key.
+
+`groove` (0..1, Engine.continue_) starts the new audio from the input's last bar looped, noised
+to the level 1 - groove: it keeps a continuation in tempo (0 = off; unset: the engine's default,
+jenbridge.engine.options.DEFAULT_GROOVE; it needs a bpm, given or estimated). Only presets that
+continue take it: task continue, or loop in mode continue.
 """
 
 from __future__ import annotations
@@ -33,12 +39,21 @@ from __future__ import annotations
 import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from jenbridge.conditions import check_bpm, check_meter, key_code
 
 TASKS = ("generate", "inpaint", "continue", "extend", "vary", "loop")
 MUSICAL_VARIABLES = ("bpm", "key", "meter")
+GROOVE_TASKS = ("continue", "loop")  # the tasks that continue audio (loop: in mode continue)
 MAX_VARIATIONS = 16
 
 
@@ -99,11 +114,21 @@ class Preset(_Strict):
     variations: int = Field(1, ge=1, le=MAX_VARIATIONS)
     strength: float | None = Field(None, ge=0.0, le=1.0)
     crossfade: float | None = Field(None, ge=0.0, le=1.0)
+    groove: float | None = Field(None, ge=0.0, le=1.0)
     grid_lock: bool | None = None
     loop: LoopSettings | None = None
     effects: list[dict[str, Any]] = Field(default_factory=list)
     output: OutputOptions = Field(
         default_factory=lambda: OutputOptions(format=None, peak_db=None, sample_rate=None))
+
+    @field_validator("groove")
+    @classmethod
+    def _groove_continues(cls, groove: float | None, info: ValidationInfo) -> float | None:
+        task = info.data.get("task")  # absent when the task itself was refused
+        if groove is not None and task is not None and task not in GROOVE_TASKS:
+            raise ValueError(f"only presets that continue audio take it (task "
+                             f"{' or '.join(GROOVE_TASKS)}), not task {task}")
+        return groove
 
     @model_validator(mode="after")
     def _consistent(self) -> Preset:
@@ -117,6 +142,9 @@ class Preset(_Strict):
             raise ValueError("a loop preset gives its length in bars")
         if self.loop is not None and self.task != "loop":
             raise ValueError("loop settings belong to task: loop")
+        if self.groove is not None and self.loop is not None and self.loop.mode != "continue":
+            raise ValueError(f"groove shapes a continuation: a loop in mode {self.loop.mode} "
+                             "does not use it (leave groove out, or use mode continue)")
         if self.task == "loop" and self.variations != 1:
             raise ValueError("a live loop makes one stream (variations must be 1)")
         if self.seed.policy == "fixed" and self.variations > 1:
