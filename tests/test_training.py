@@ -181,3 +181,36 @@ def test_fresh_run_from_committed_weights(tmp_path: Path, dataset: Path, ae_run:
     bad = tmp_path / "bad"
     assert main(["train", "autoencoder", "--config", "small", "--data", str(dataset),
                  "--run-dir", str(bad), "--steps", "6", "--init-from", str(weights)]) == 2
+
+
+def test_encoder_floor_finetune(tmp_path: Path, dataset: Path, ae_weights: Path,
+                                music_clip) -> None:
+    """`train encoder-floor`: only the encoder moves; a noise floor derails it less after."""
+    from jenbridge.training.floor_task import add_floor, latent_snr_db
+
+    run = tmp_path / "floor"
+    assert main(["train", "encoder-floor", "--autoencoder", str(ae_weights), "--data",
+                 str(dataset), "--run-dir", str(run), "--steps", "40", "--floor=-50,-40",
+                 "--lr", "1e-3", "--batch-size", "2", "--crop-seconds", "0.5", "--workers",
+                 "0", "--no-progress"]) == 0
+    out = tmp_path / "floor.safetensors"
+    assert main(["train", "export-weights", "--run-dir", str(run), "--out", str(out),
+                 "--fp32"]) == 0
+    before, w0 = load_model(ae_weights)
+    after, w1 = load_model(out)
+    assert w1.kind == "autoencoder" and w1.extras["encoder_floor_db"] == [-50.0, -40.0]
+    moved = {k for k in w0.state if not torch.equal(w0.state[k], w1.state[k])}
+    assert moved and all(k.split(".")[0] in ("enc_in", "enc_norm", "enc_blocks", "downs",
+                                             "enc_out_norm", "to_latent") for k in moved)
+    audio, _ = music_clip
+    hop = before.latent_hop
+    x = torch.as_tensor(audio[None, :, : audio.shape[1] // hop * hop])
+    noisy = add_floor(x, torch.tensor([-45.0]), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        target = before.encode_normalized(x)
+        snr_before = latent_snr_db(target, before.encode_normalized(noisy))
+        snr_after = latent_snr_db(target, after.encode_normalized(noisy))
+    print(f"latent SNR at a -45 dBFS floor: {snr_before:.2f} -> {snr_after:.2f} dB")
+    assert snr_after > snr_before + 1.0, (snr_before, snr_after)
+    assert main(["train", "encoder-floor", "--autoencoder", str(ae_weights), "--data",
+                 str(dataset), "--run-dir", str(tmp_path / "bad"), "--floor=-40,-60"]) == 2

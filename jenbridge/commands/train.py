@@ -57,6 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--latents", type=Path, help="latent cache folder (from `cache-latents`)")
     src.add_argument("--data", type=Path, help="dataset folder (encoded on the fly)")
     src.add_argument("--shards", help="WebDataset tar shards (encoded on the fly)")
+    p = sub.add_parser("encoder-floor", help="fine-tune a trained encoder to ignore noise "
+                       "floors (decoder, statistics and latent space kept)")
+    p.add_argument("--autoencoder", type=Path, required=True,
+                   help="autoencoder weights file with latent statistics")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (clean audio)")
+    p.add_argument("--run-dir", dest="run", type=Path, required=True,
+                   help="run folder (created; resumed if it exists)")
+    p.add_argument("--steps", type=int, default=1500, help="train until this step (1500)")
+    p.add_argument("--floor", default="-110,-60", metavar="LO,HI",
+                   help="noise floor range in dBFS, as --floor=LO,HI (default -110,-60)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop-seconds", type=float, default=1.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="data-loading worker processes")
+    p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p = sub.add_parser("recipe", help="the shipped default model end to end, resumable "
                        "(data, autoencoder, stats, latents, diffusion, export)")
     p.add_argument("name", choices=("default",), help="which recipe")
@@ -95,5 +113,5 @@ def run(args: argparse.Namespace) -> int:
 
     stages = {"autoencoder": recipes.train_autoencoder, "stats": recipes.gather_stats,
               "cache-latents": recipes.cache_latents, "diffusion": recipes.train_diffusion,
-              "export-weights": recipes.export}
+              "export-weights": recipes.export, "encoder-floor": recipes.encoder_floor}
     return stages[args.stage](args)

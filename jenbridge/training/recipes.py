@@ -217,6 +217,36 @@ def train_diffusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def encoder_floor(args: argparse.Namespace) -> int:
+    """Fine-tune an encoder to ignore noise floors (training/floor_task.py)."""
+    from jenbridge.training.checkpoint import read_weights
+    from jenbridge.training.floor_task import EncoderFloorTask
+
+    try:
+        lo, hi = (float(v) for v in args.floor.split(","))
+    except ValueError:
+        raise ValueError(f"--floor must be LO,HI in dBFS, got {args.floor!r}") from None
+    d = init_distributed(args.device)
+    cfg = read_weights(args.autoencoder).config
+    torch.manual_seed(args.seed)
+    task = EncoderFloorTask(args.autoencoder, d, (lo, hi), args.lr, args.batch_size,
+                            args.crop_seconds)
+    ae = cfg.autoencoder
+    args.run.mkdir(parents=True, exist_ok=True)
+    index = dataset_index(args.data, args.run, ae.sample_rate, args.crop_seconds, d.main)
+    batches = audio_batches(index, ae.sample_rate, ae.channels, args.crop_seconds,
+                            ae.latent_hop, args.batch_size, args.seed, args.steps, d,
+                            args.workers)
+    settings = LoopSettings(run=args.run, steps=args.steps, seed=args.seed, ema_decay=0.99,
+                            log_every=25, checkpoint_every=250, sample_every=0,
+                            progress=not args.no_progress)
+    try:
+        train(task, batches, settings, cfg, d)
+    finally:
+        shutdown(d)
+    return 0
+
+
 def export(args: argparse.Namespace) -> int:
     from jenbridge.training.checkpoint import export_weights
 
