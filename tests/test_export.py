@@ -397,3 +397,31 @@ def test_export_notes_and_evaluation_go_into_the_manifest(tiny_bundle: Path,
     assert m.evaluation["figures"]["t2m"]["frechet"] == {"model": 12.5, "silence": 80.0}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         _notes(["oops"])
+
+
+def test_from_bundle_records_notes_and_several_reports(tiny_bundle: Path, tmp_path: Path) -> None:
+    """--note and --evaluation (repeatable) go into the manifest of a converted bundle too,
+    which stays a verified bundle (its files' hashes are unchanged)."""
+    def report(suite: str, metric: str, target: str) -> Path:
+        path = tmp_path / f"{suite}.json"
+        path.write_text(json.dumps({
+            "settings": {"suites": [suite]}, "models": [{"label": "model", "step": 7}],
+            "suites": {suite: {"metrics": {metric: {"values": {"model": 0.5, "noise": 2.0}}}}},
+            "targets": [{"target": target, "met": True}]}))
+        return path
+
+    out = tmp_path / "annotated"
+    assert export_main(["--from-bundle", str(tiny_bundle), "--out", str(out), "--weights", "fp32",
+                        "--note", "diffusion_steps=7", "--evaluation",
+                        str(report("t2m", "frechet", "fd")), "--evaluation",
+                        str(report("tempo", "within_2pct", "tempo"))]) == 0
+    m = read_manifest(out, verify=True)
+    assert m.training["diffusion_steps"] == "7"
+    ev = m.evaluation
+    assert ev["reports"] == ["t2m.json", "tempo.json"]
+    assert ev["figures"]["t2m"]["frechet"]["model"] == 0.5
+    assert ev["figures"]["tempo"]["within_2pct"]["noise"] == 2.0
+    assert [t["target"] for t in ev["targets"]] == ["fd", "tempo"]
+    assert export_main(["--from-bundle", str(tiny_bundle), "--out", str(tmp_path / "x"),
+                        "--evaluation", str(tmp_path / "missing.json")]) == 2
+    assert not (tmp_path / "x").exists()

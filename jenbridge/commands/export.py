@@ -47,8 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
                    help="add to the manifest's `training` record, e.g. --note 'data=built-in "
                         "dataset, seed 0, 5.0 h' --note cpu_hours=9.5 (repeatable)")
-    p.add_argument("--evaluation", type=Path, metavar="REPORT",
-                   help="a `jenbridge eval` report.json whose figures go into the manifest")
+    p.add_argument("--evaluation", type=Path, action="append", default=[], metavar="REPORT",
+                   help="a `jenbridge eval` report.json whose figures go into the manifest "
+                        "(repeatable: e.g. one run with early checkpoints, one of adherence "
+                        "suites; a suite in several reports is taken from the last)")
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -87,11 +89,13 @@ def run(args: argparse.Namespace) -> int:
     source = _source(args)
     graph_weights(args.weights)  # before minutes of work, not after
     _notes(args.note)
-    if args.evaluation is not None and not args.evaluation.is_file():
-        raise ValueError(f"--evaluation {args.evaluation} is not a file")
+    for report in args.evaluation:
+        if not report.is_file():
+            raise ValueError(f"--evaluation {report} is not a file")
     check_destination(args.out, args.force)
     if source == "bundle":
         manifest = convert_bundle(args.from_bundle, args.out, args.weights, force=args.force)
+        manifest = _annotate(args, manifest)
         print(f"wrote {args.out} ({manifest.weights_dtype} weights)")
         return 0
 
@@ -138,17 +142,22 @@ def _annotate(args: argparse.Namespace, manifest: Any) -> Any:
 
     from jenbridge.bundle import write_manifest
 
-    if not args.note and args.evaluation is None:
+    if not args.note and not args.evaluation:
         return manifest
     training = {**manifest.training, **_notes(args.note)}
     evaluation = dict(manifest.evaluation)
-    if args.evaluation is not None:
-        report = json.loads(args.evaluation.read_text())
-        evaluation = {"report": str(args.evaluation.name), "settings": report.get("settings"),
-                      "figures": {suite: {name: m.get("values") for name, m in
-                                          body.get("metrics", {}).items()}
-                                  for suite, body in report.get("suites", {}).items()},
-                      "targets": report.get("targets")}
+    if args.evaluation:
+        evaluation = {"reports": [], "settings": [], "models": [], "figures": {},
+                      "targets": []}
+        for path in args.evaluation:
+            report = json.loads(path.read_text())
+            evaluation["reports"].append(path.name)
+            evaluation["settings"].append(report.get("settings"))
+            evaluation["models"].append(report.get("models"))
+            evaluation["figures"].update(
+                {suite: {name: m.get("values") for name, m in body.get("metrics", {}).items()}
+                 for suite, body in report.get("suites", {}).items()})
+            evaluation["targets"].extend(report.get("targets") or [])
     manifest = dataclasses.replace(manifest, training=training, evaluation=evaluation)
     write_manifest(Path(args.out), manifest)
     return manifest
