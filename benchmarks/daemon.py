@@ -5,13 +5,15 @@ frames) and a real `jenbridge serve` process playing on it (play_results on), th
 
 - latency: /jb/continue of 2 bars at 120 BPM (4 s) from a 2 s clip, sent -> first sample out:
   (time until /jb/playing arrives) + (its delay_samples: how far past the stream clock the
-  result was queued) / rate. The median of --runs;
+  result was queued) / rate. The median of --runs, at each --grooves value (groove g runs
+  round((1 - g) * steps) of the sampler's steps: the rest is the looped bar it starts from);
 - underruns: a live loop (mode continue, 1 s loops) plays while generate jobs run on the same
   engine; the stream's underrun counter (/jb/status) before and after (target 0);
 - acks/s: while one long job runs, --flood /jb/generate requests are sent as fast as possible;
   replies that acknowledge them (/jb/accepted or /jb/error busy) per second.
 
   python benchmarks/daemon.py [--bundle DIR] [--runs 5] [--flood 2000] [--steps 4]
+                              [--grooves 0,0.7]
 
 Without --bundle, a tiny random-weight bundle is exported once into a temporary folder
 (`python -m onnx_export --random tiny`, ~30 s).
@@ -117,18 +119,19 @@ def start_daemon(bundle: Path, tmp: Path, threads: int) -> tuple[subprocess.Pope
     raise RuntimeError("the daemon did not answer")
 
 
-def bench_latency(c: Client, clip: Path, runs: int, steps: int) -> list[float]:
+def bench_latency(c: Client, clip: Path, runs: int, steps: int, groove: float) -> list[float]:
     out = []
     for i in range(runs):
-        jid = f"lat{i}"
+        jid = f"lat{i}-{groove:g}"
         t0 = time.perf_counter()
-        c.send("/jb/continue", jid, "path", str(clip), "bars", 2, "bpm", 120, "steps", steps)
+        c.send("/jb/continue", jid, "path", str(clip), "bars", 2, "bpm", 120, "steps", steps,
+               "groove", float(groove))
         m = c.wait(("/jb/playing",), jid)
         t1 = time.perf_counter()
         out.append(t1 - t0 + m[6] / m[5])
         c.wait(("/jb/done",), jid)
-        c.send("/jb/stop", f"stop{i}")
-        c.wait(("/jb/stopped",), f"stop{i}")
+        c.send("/jb/stop", f"stop{jid}")
+        c.wait(("/jb/stopped",), f"stop{jid}")
     return out
 
 
@@ -177,6 +180,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--flood", type=int, default=2000)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--grooves", default="0,0.7",
+                    help="continuation grooves the latency is measured at (default 0,0.7)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--underrun-seconds", type=float, default=8.0)
     args = ap.parse_args()
@@ -197,7 +202,8 @@ def main() -> int:
         t = np.arange(2 * SR) / SR
         clip = tmp / "music" / "clip.wav"
         sf.write(clip, (0.3 * np.sin(2 * np.pi * 220 * t))[:, None].repeat(2, 1), SR)
-        lat = bench_latency(c, clip, args.runs, args.steps)
+        grooves = [float(g) for g in args.grooves.split(",")]
+        lat = {g: bench_latency(c, clip, args.runs, args.steps, g) for g in grooves}
         under, made, repeats = bench_underruns(c, args.steps, args.underrun_seconds)
         rate, acc, busy = bench_flood(c, args.flood, args.steps)
     finally:
@@ -208,9 +214,10 @@ def main() -> int:
         jack.wait(10)
     rows = [
         ("bundle", str(args.bundle or "tiny (random weights)")),
-        (f"latency: /jb/continue 2 bars @120 BPM -> first sample out (median of {args.runs})",
-         f"{1000 * statistics.median(lat):.0f} ms (min {1000 * min(lat):.0f}, "
-         f"max {1000 * max(lat):.0f})"),
+        *((f"latency: /jb/continue 2 bars @120 BPM, groove {g:g} -> first sample out "
+           f"(median of {args.runs})",
+           f"{1000 * statistics.median(v):.0f} ms (min {1000 * min(v):.0f}, "
+           f"max {1000 * max(v):.0f})") for g, v in lat.items()),
         (f"underruns while looping + generating ({args.underrun_seconds:g} s)",
          f"{under} (target 0; loop iterations made {made}, repeats {repeats})"),
         (f"acks/s under a flood of {args.flood} while one job runs",
