@@ -310,7 +310,8 @@ def test_eval_cli_on_the_tiny_bundle(tiny_bundle: Path, dataset: Path, tmp_path:
     assert report["data"]["clips"] == 2 and report["data"]["skipped"]  # broken files skipped
     want = {  # suite -> metric -> systems that must be there (models and baselines)
         "autoencoder": {"si_sdr": {"model", "early@50", "silence", "white noise", "pink noise"}},
-        "t2m": {"frechet": {"model", "early@50", "silence", "white noise", "pink noise"},
+        "t2m": {"frechet": {"model", "early@50", "autoencoder round trip", "silence",
+                            "white noise", "pink noise"},
                 "style_accuracy": {"model", "real (held-out)", "white noise"}},
         "inpaint": {"seam": {"model", "crossfade", "repeat bar", "silence", "original"},
                     "inside_mel": {"model", "crossfade", "repeat bar"}},

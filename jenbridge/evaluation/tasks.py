@@ -17,6 +17,7 @@ from jenbridge.evaluation.clips import spread
 from jenbridge.evaluation.context import Context, MetricSpec, Scores, roundtrip
 
 NOISES = {"white noise": bl.white_noise, "pink noise": bl.pink_noise}
+ROUND_TRIP = "autoencoder round trip"
 
 
 def _gen_options(ctx: Context, i: int) -> dict[str, Any]:
@@ -70,7 +71,9 @@ def _fd(windows: list[np.ndarray], real: np.ndarray) -> float:
 
 def text_to_music(ctx: Context) -> dict[str, Any]:
     """One generation per held-out caption (with the clip's bpm / key / meter); Fréchet
-    distance of the embeddings to the held-out audio and text alignment as style accuracy."""
+    distance of the embeddings to the held-out audio and text alignment as style accuracy.
+    "autoencoder round trip" (the held-out clips through the model's own encoder and decoder)
+    is the floor the diffusion model can reach with that autoencoder."""
     s, sr = ctx.settings, ctx.sample_rate
     real = [ctx.embed(c.audio, f"real:{c.path}") for c in ctx.clips]
     systems: dict[str, list[np.ndarray]] = {}
@@ -84,6 +87,8 @@ def text_to_music(ctx: Context) -> dict[str, Any]:
             if i == 0 and m is ctx.models[0]:
                 ctx.example("text-to-music", res.audio,
                             title=f"text-to-music ({m.label}): {clip.caption[:60]}")
+        systems.setdefault(ROUND_TRIP, []).append(
+            ctx.embed(roundtrip(ctx.models[0].engine, clip.audio, sr)))
         systems.setdefault("silence", []).append(ctx.embed(bl.silence(clip.audio)))
         for j, (name, noise) in enumerate(NOISES.items()):
             systems.setdefault(name, []).append(ctx.embed(noise(clip.audio, ctx.rng(2, i, j))))

@@ -4,8 +4,9 @@ bf16 keeps fp32's exponent range, so no loss scaling is needed. On CUDA it is th
 On CPUs with native bf16 dot products (AVX512-BF16, AMX) oneDNN runs convolutions and matmuls
 in bf16 too: on a 2-core AVX512-BF16 EPYC the `small` diffusion step measured 0.661 -> 0.505 s
 (1.31x) and the autoencoder step 0.797 -> 0.508 s (1.57x)
-(`python benchmarks/train_throughput.py --configs small --precision fp32 bf16 --threads 2`). Elsewhere bf16 on CPU is
-emulated and slower, so "auto" keeps fp32 there. Weights, optimizer state and losses stay fp32.
+(`python benchmarks/train_throughput.py --configs small --precision fp32 bf16 --threads 2`).
+Elsewhere bf16 on CPU is emulated and slower, so "auto" keeps fp32 there. Weights, optimizer
+state and losses stay fp32.
 """
 
 from __future__ import annotations
