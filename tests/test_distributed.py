@@ -34,6 +34,9 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path, dataset: Path) -> None
     args = ["train", "autoencoder", "--config", "tiny", "--data", str(dataset), "--steps",
             str(STEPS), "--workers", "0", "--no-progress", "--device", "cpu", "--threads", "1",
             "--set", "autoencoder.mask_fraction=0.0",  # no per-rank random masking
+            # fp32: bf16 rounds a batch of 4 and two batches of 2 differently (measured: loss
+            # 3.0912 vs 3.0904 by step 2), which is not what this test is about
+            "--set", "autoencoder_training.precision=fp32",
             "--set", "autoencoder_training.batch_size=4",
             "--set", "autoencoder_training.log_every=1",
             "--set", "autoencoder_training.checkpoint_every=1",

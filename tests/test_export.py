@@ -390,7 +390,7 @@ def test_export_notes_and_evaluation_go_into_the_manifest(tiny_bundle: Path,
                                   "suites": {"t2m": {"metrics": {"frechet": {
                                       "values": {"model": 12.5, "silence": 80.0}}}}}}))
     args = argparse.Namespace(out=out, note=["data=built-in, 5.0 h", "cpu_hours=3"],
-                              evaluation=report)
+                              evaluation=[report])
     _annotate(args, read_manifest(out))
     m = read_manifest(out, verify=True)  # the files' hashes still hold
     assert m.training["data"] == "built-in, 5.0 h" and m.training["cpu_hours"] == "3"

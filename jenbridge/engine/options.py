@@ -123,14 +123,19 @@ def check_callbacks(progress: object, should_stop: object) -> None:
             raise ValueError(f"{name} must be callable or None, got {type(fn).__name__}")
 
 
+def _unit(value: object, name: str) -> float:
+    """A finite number in [0, 1] (bools refused), else ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {number}")
+    return number
+
+
 def check_strength(strength: object) -> float:
     """Variation strength: a number in [0, 1] (0 = the input back, 1 = a fresh generation)."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
-        raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
-    value = float(strength)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"strength must be in [0, 1], got {value}")
-    return value
+    return _unit(strength, "strength")
 
 
 # continue_'s default groove (see Engine.continue_): what the CLI, the daemon and presets use
@@ -144,12 +149,7 @@ DEFAULT_GROOVE = 0.7
 
 def check_groove(groove: object) -> float:
     """Continuation groove: a number in [0, 1] (0 = off, 1 = the context's last bar looped)."""
-    if isinstance(groove, bool) or not isinstance(groove, (int, float)):
-        raise ValueError(f"groove must be a number in [0, 1], got {groove!r}")
-    value = float(groove)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"groove must be in [0, 1], got {value}")
-    return value
+    return _unit(groove, "groove")
 
 
 def check_crossfade(crossfade: object) -> float:
