@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,24 @@ from jenbridge.training.checkpoint import checkpoint_dir, read_weights
 STEPS = 2
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
+# gloo on CPU sometimes aborts a rank while the group is torn down after the work is done
+# ("terminate called without an active exception", SIGABRT; ~1 run in 20 on 2 busy cores,
+# after the last checkpoint and replicas.json are written). That one signature gets a second
+# run; anything else fails at once.
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _run(cmd: list[str], cwd: Path, run_dir: Path | None = None) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for attempt in (1, 2):
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=300)
+        log = done.stdout[-3000:] + done.stderr[-3000:]
+        if done.returncode == 0:
+            return
+        if attempt == 2 or GLOO_TEARDOWN_ABORT not in done.stderr or run_dir is None:
+            raise AssertionError(log)
+        shutil.rmtree(run_dir)  # the retry starts the run afresh
 
 
 @pytest.mark.slow
@@ -44,7 +59,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path, dataset: Path) -> None
     one, two = tmp_path / "one", tmp_path / "two"
     _run([sys.executable, "-m", "jenbridge", *args, "--run-dir", str(one)], tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-          "-m", "jenbridge", *args, "--run-dir", str(two)], tmp_path)
+          "-m", "jenbridge", *args, "--run-dir", str(two)], tmp_path, two)
 
     def logged(run: Path, key: str) -> list[float]:
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
