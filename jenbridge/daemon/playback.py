@@ -423,9 +423,14 @@ def _options(state: LoopState, k: int) -> dict[str, Any]:
 
 def _emit(server: Server, state: LoopState, k: int, audio: np.ndarray, seed: int,
           path: str = "", notes: str = "") -> None:
-    """Write iteration k (if asked) and send /jb/loop/next ID k path seconds seed."""
+    """Write iteration k (if asked) and send /jb/loop/next ID k path seconds seed. An iteration
+    past the loop's `iterations` (made while the loop was being stopped) never plays: it is
+    neither written nor announced."""
     from jenbridge import __version__
     from jenbridge.daemon.outputs import Metadata, write_output
+
+    if state.iterations and k >= state.iterations:
+        return
 
     sr = server.audio.player.sample_rate
     if state.write and not path:
