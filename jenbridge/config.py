@@ -158,6 +158,11 @@ class AutoencoderTraining(_Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     adversarial_weight: float = 0.1
     adversarial_start: int = 0  # step at which the discriminator joins
+    # "decoder": fine-tune the decoder of a trained autoencoder (--init-from) and keep its
+    # encoder and latent statistics, so latents cached from it and a diffusion model trained on
+    # them stay valid; the decoder learns from the latent as served (projected onto the kept
+    # channels by the normalizer, as decoder.onnx gets it from the diffusion model)
+    trainable: Literal["all", "decoder"] = "all"
     latent_l2: float = 1e-4  # keeps the continuous latent's scale bounded
     waveform_l1: float = 0.1  # time-domain L1 next to the spectral losses (EnCodec's weighting)
     log_every: int = 50

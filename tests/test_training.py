@@ -214,3 +214,42 @@ def test_encoder_floor_finetune(tmp_path: Path, dataset: Path, ae_weights: Path,
     assert snr_after > snr_before + 1.0, (snr_before, snr_after)
     assert main(["train", "encoder-floor", "--autoencoder", str(ae_weights), "--data",
                  str(dataset), "--run-dir", str(tmp_path / "bad"), "--floor=-40,-60"]) == 2
+
+
+def test_decoder_finetune_keeps_the_latent_space(tmp_path: Path, dataset: Path,
+                                                 ae_weights: Path, music_clip) -> None:
+    """`trainable=decoder` with the discriminator: the encoder and latent statistics stay bit
+    for bit (a diffusion model trained on them stays valid), the decoder moves, and the
+    served round trip (normalize -> project -> decode) of real audio gets closer."""
+    from jenbridge.losses.stft_loss import MultiResolutionSTFTLoss
+
+    run = tmp_path / "dec"
+    args = ["train", "autoencoder", "--config", "tiny", "--data", str(dataset), "--run-dir",
+            str(run), "--workers", "0", "--no-progress",
+            "--set", "autoencoder_training.trainable=decoder",
+            "--set", "autoencoder_training.adversarial=true",
+            "--set", "autoencoder_training.lr=0.001", "--set", "autoencoder_training.log_every=1",
+            "--set", "autoencoder_training.sample_every=0"]
+    assert main([*args, "--steps", "40"]) == 2  # no autoencoder to fine-tune: refused
+    assert main([*args, "--steps", "40", "--init-from", str(ae_weights)]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all({"adv", "fm", "disc"} <= set(r) for r in rows)
+    out = tmp_path / "dec.safetensors"
+    assert main(["train", "export-weights", "--run-dir", str(run), "--out", str(out),
+                 "--fp32"]) == 0
+    before, w0 = load_model(ae_weights)
+    after, w1 = load_model(out)
+    moved = {k for k in w0.state if not torch.equal(w0.state[k].float(), w1.state[k].float())}
+    encoder = ("enc_", "downs.", "to_latent.", "norm.")
+    assert moved and not any(k.startswith(encoder) for k in moved), sorted(moved)
+    assert any(k.startswith(("dec_blocks.", "head.")) for k in moved)
+    audio, _ = music_clip
+    hop = before.latent_hop
+    x = torch.from_numpy(audio[None, :, : (audio.shape[1] // hop) * hop])
+    loss = MultiResolutionSTFTLoss()
+    with torch.no_grad():
+        y = before.encode_normalized(x)
+        torch.testing.assert_close(after.encode_normalized(x), y)
+        d0 = float(loss(before.decode_normalized(y), x))
+        d1 = float(loss(after.decode_normalized(y), x))
+    assert d1 < d0, (d0, d1)

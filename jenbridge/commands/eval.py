@@ -76,6 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="variation strengths (default 0,0.1,...,1)")
     g.add_argument("--vary-clips", type=int, default=4,
                    help="clips the variation sweep runs on (default 4)")
+    g.add_argument("--continue-seconds", type=float, default=None, metavar="S",
+                   help="excerpt length of the continuation suite (default: --seconds); "
+                        "longer than a clip joins consecutive clips of one piece where the "
+                        "manifest says which follow which (the built-in dataset does): the "
+                        "first 60%% is the context, the rest is continued")
     g.add_argument("--grooves", type=_floats, default=None,
                    help="continuation grooves: every model at the first, the model also at "
                         "the others (default: the engine's default groove, then 0 = plain "
@@ -106,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--meters must be whole numbers of beats in 1..16, got {args.meters}")
     if args.seconds < 2.0:
         raise ValueError("--seconds must be at least 2 (tempo and key need 0.5 s of each part)")
+    if args.continue_seconds is not None and args.continue_seconds < 2.0:
+        raise ValueError("--continue-seconds must be at least 2")
     if not all(0.0 <= s <= 1.0 for s in args.strengths):
         raise ValueError(f"--strengths must lie in 0..1, got {args.strengths}")
     grooves = args.grooves or (DEFAULT_GROOVE, 0.0)
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(seconds=args.seconds, steps=args.steps, seed=args.seed, bpms=args.bpms,
                         meters=meters, tempo_bars=args.tempo_bars, keys=_keys(args.keys),
                         strengths=args.strengths, vary_clips=args.vary_clips,
-                        grooves=tuple(grooves))
+                        grooves=tuple(grooves), continue_seconds=args.continue_seconds)
     req = EvalRequest(model=args.model, data=args.data, out=args.out,
                       early=tuple(args.model_early), train_steps=dict(args.train_step),
                       suites=suites, clips=args.clips, probe_per_class=args.probe_clips,

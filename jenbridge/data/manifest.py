@@ -2,9 +2,11 @@
 
 A dataset is a folder of audio files plus a sidecar manifest, `manifest.jsonl` (one JSON object
 per line) or `manifest.csv`, with at least `path` (relative to the folder) and `caption`, and
-optionally `tags`, `bpm`, `key`, `meter`, `split` ("train" / "heldout"). Extra fields are kept
-but ignored. A folder with no manifest is still usable: every audio file below it is listed
-with an empty caption (trained as unconditional, and counted in the report).
+optionally `tags`, `bpm`, `key`, `meter`, `split` ("train" / "heldout"), and `piece_id` + `clip`
+(the clip's index in its piece: clips k and k + 1 of one piece are contiguous audio, which the
+evaluation joins into longer excerpts). Other fields are ignored. A folder with no manifest is
+still usable: every audio file below it is listed with an empty caption (trained as
+unconditional, and counted in the report).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 
 @dataclass(frozen=True)
 class Entry:
-    """One manifest row after validation; bpm/key/meter are condition codes (0 = unset)."""
+    """One manifest row after validation; bpm/key/meter are condition codes (0 = unset);
+    piece / part: the piece it was cut from and its index there ("" / -1: not given)."""
 
     path: Path
     caption: str
@@ -32,6 +35,8 @@ class Entry:
     meter: int = 0
     split: str = "train"
     tags: dict[str, Any] = field(default_factory=dict)
+    piece: str = ""
+    part: int = -1
 
 
 @dataclass
@@ -104,8 +109,13 @@ def _entry(root: Path, row: dict[str, Any], problems: ManifestProblems) -> Entry
     if isinstance(tags, str):
         tags = {"labels": [t.strip() for t in tags.split(";") if t.strip()]}
     split = str(row.get("split") or "train")
+    piece, part = row.get("piece_id"), row.get("clip")
+    if isinstance(part, str) and part.strip().isdigit():  # CSV manifests hold strings
+        part = int(part)
+    if _blank(piece) or isinstance(part, bool) or not isinstance(part, int) or part < 0:
+        piece, part = "", -1  # both or neither: a part index means nothing without its piece
     return Entry(path, caption, codes["bpm"], codes["key"], codes["meter"], split,
-                 tags if isinstance(tags, dict) else {})
+                 tags if isinstance(tags, dict) else {}, str(piece), part)
 
 
 def read_manifest(root: str | Path) -> tuple[list[Entry], ManifestProblems]:

@@ -5,8 +5,12 @@
 
 Clips come from a dataset folder (jenbridge.data.index.scan_dataset). The held-out split is
 used when the dataset has one; otherwise every clip, and the report says so. A clip is read
-from its start for `seconds` at the model's rate and channel count. Clips that are shorter,
-silent, undecodable or without a caption are skipped and counted by reason. Choice is
+from its start for `seconds` at the model's rate and channel count. Where the manifest says
+which clips are consecutive parts of one piece (`piece_id`, `clip`: the built-in dataset cuts
+every piece into 10-s clips), a clip shorter than `seconds` is joined with the parts that
+follow it into one excerpt (spans do not overlap), so a suite can judge longer stretches of
+real music than one file holds. Clips that are still shorter, silent, undecodable or without a
+caption are skipped and counted by reason. Choice is
 deterministic: evenly spaced through the sorted list, so the pick spreads over the dataset's
 pieces and styles instead of taking the first few.
 
@@ -53,13 +57,35 @@ def spread(items: list[Any], count: int) -> list[Any]:
     return [items[i] for i in dict.fromkeys(idx.tolist())]
 
 
-def _labels(root: Path) -> dict[str, str]:
-    """Resolved path -> style tag, from the manifest rows that have one."""
+@dataclass(frozen=True)
+class Span:
+    """Consecutive index clips of one piece (or one clip alone), read as one excerpt; caption,
+    tempo, key and meter are its first part's."""
+
+    parts: tuple[Any, ...]  # jenbridge.data.index.Clip
+
+    path = property(lambda self: self.parts[0].path)
+    caption = property(lambda self: self.parts[0].caption)
+    bpm = property(lambda self: self.parts[0].bpm)
+    key = property(lambda self: self.parts[0].key)
+    meter = property(lambda self: self.parts[0].meter)
+    split = property(lambda self: self.parts[0].split)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(p.seconds for p in self.parts))
+
+
+def _manifest(root: Path) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
+    """Resolved path -> style tag (rows that have one); path -> (piece, part) (rows that have
+    both)."""
     from jenbridge.data.manifest import read_manifest
 
     entries, _ = read_manifest(root)
-    return {str(e.path): str(e.tags["style"]) for e in entries
-            if isinstance(e.tags.get("style"), str) and e.tags["style"]}
+    styles = {str(e.path): str(e.tags["style"]) for e in entries
+              if isinstance(e.tags.get("style"), str) and e.tags["style"]}
+    parts = {str(e.path): (e.piece, e.part) for e in entries if e.piece and e.part >= 0}
+    return styles, parts
 
 
 class ClipSource:
@@ -73,31 +99,57 @@ class ClipSource:
         self.root, self.sample_rate, self.channels, self.seconds = (
             Path(root), sample_rate, channels, seconds)
         self.index = scan_dataset(root, sample_rate, min_seconds=0.0, check_audio=False)
-        self.styles = _labels(self.root)
+        self.styles, self.parts = _manifest(self.root)
         self.skipped: Counter[str] = Counter()
 
-    def candidates(self, split: str) -> list[Any]:
-        """Index clips of the split (sorted by path), long enough and with a caption."""
+    def _spans(self, clips: list[Any]) -> list[Span]:
+        """Each clip alone when it is long enough, else joined with the next parts of its
+        piece (consecutive indices, same split) until long enough; a part used in one span
+        starts no other. Clips that stay short are counted as skipped."""
+        by_part = {self.parts[c.path]: c for c in clips if c.path in self.parts}
+        used: set[str] = set()
         out = []
-        for c in sorted(self.index.split(split), key=lambda c: c.path):
-            if c.seconds + 1e-6 < self.seconds:
+        for c in clips:  # sorted by path
+            if c.path in used:
+                continue
+            span = [c]
+            piece, part = self.parts.get(c.path, ("", -1))
+            while (sum(p.seconds for p in span) + 1e-6 < self.seconds and piece
+                   and (nxt := by_part.get((piece, part + len(span)))) is not None
+                   and nxt.split == c.split and nxt.path not in used):
+                span.append(nxt)
+            if sum(p.seconds for p in span) + 1e-6 < self.seconds:
                 self.skipped[f"shorter than {self.seconds:g} s"] += 1
-            elif not c.caption:
+                continue
+            used.update(p.path for p in span)
+            out.append(Span(tuple(span)))
+        return out
+
+    def candidates(self, split: str) -> list[Span]:
+        """Excerpts of the split (sorted by first path), long enough and with a caption."""
+        out = []
+        for c in self._spans(sorted(self.index.split(split), key=lambda c: c.path)):
+            if not c.caption:
                 self.skipped["no caption"] += 1
             else:
                 out.append(c)
         return out
 
-    def read(self, clip: Any) -> EvalClip | None:
+    def read(self, clip: Span) -> EvalClip | None:
         from jenbridge.data.audio import AudioError, read_audio, rms_db
 
+        pieces, left = [], self.seconds
         try:
-            audio, _ = read_audio(clip.path, self.sample_rate, self.channels,
-                                  seconds=self.seconds)
+            for part in clip.parts:
+                audio, _ = read_audio(part.path, self.sample_rate, self.channels,
+                                      seconds=min(part.seconds, left))
+                pieces.append(audio)
+                left -= part.seconds
         except AudioError:
             self.skipped["undecodable"] += 1
             return None
         n = round(self.seconds * self.sample_rate)
+        audio = np.concatenate(pieces, axis=1)
         audio = np.pad(audio, ((0, 0), (0, max(0, n - audio.shape[1]))))[:, :n]
         if rms_db(audio) < SILENT_DB:
             self.skipped["silent"] += 1
@@ -106,7 +158,7 @@ class ClipSource:
         return EvalClip(clip.path, clip.caption, label, float(clip.bpm), int(clip.key),
                         int(clip.meter), np.ascontiguousarray(audio, dtype=np.float32))
 
-    def pick(self, candidates: list[Any], count: int) -> list[EvalClip]:
+    def pick(self, candidates: list[Span], count: int) -> list[EvalClip]:
         """Up to `count` readable clips, evenly spread through `candidates`."""
         chosen: list[EvalClip] = []
         pool = list(candidates)
@@ -140,7 +192,7 @@ def load_clips(root: Path, sample_rate: int, channels: int, count: int, seconds:
                          f"caption (skipped: {dict(src.skipped) or 'none listed'})")
     wanted = {c.label for c in clips}
     probe_pool = src.candidates(TRAIN) if split else eval_pool
-    by_label: dict[str, list[Any]] = {}
+    by_label: dict[str, list[Span]] = {}
     for c in probe_pool:
         label = src.styles.get(c.path, c.caption)
         if label in wanted:

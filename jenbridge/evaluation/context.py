@@ -25,7 +25,9 @@ class Settings:
     bpms / meters / tempo_bars: the tempo-adherence grid; keys: key codes for key adherence;
     strengths: the variation sweep; vary_clips: clips it runs on. grooves: the continuation
     suite runs every model at the first (the engine's default unless set) and the model under
-    test also at each other one, as extra rows "model, groove G"."""
+    test also at each other one, as extra rows "model, groove G". continue_seconds: the
+    continuation suite's excerpt length (None = seconds): longer excerpts, joined from
+    consecutive clips of one piece, give the tempo and key measures more music to judge."""
 
     seconds: float = 10.0
     steps: int | None = None
@@ -39,6 +41,11 @@ class Settings:
     inpaint_fraction: float = 0.25
     continue_fraction: float = 0.4
     grooves: tuple[float, ...] = (DEFAULT_GROOVE, 0.0)
+    continue_seconds: float | None = None
+
+    @property
+    def continuation_seconds(self) -> float:
+        return self.seconds if self.continue_seconds is None else self.continue_seconds
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Context:
     embedder_name: str = "aisfx"
     threads: int | None = None
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # for spectrograms.png
+    continue_clips: list[EvalClip] | None = None  # settings.continue_seconds long (None: clips)
     _embedding_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
     def rng(self, *salt: int) -> np.random.Generator:

@@ -122,6 +122,11 @@ def _evaluate(req: EvalRequest, log: Callable[[str], None]) -> dict[str, Any]:
         f"{data['split']} ({len(probe)} probe clip(s)); suites: {', '.join(suites)}")
     ctx = Context(clips, probe, models, req.settings, sr, channels,
                   embedder_name=req.embedding, threads=req.threads)
+    long = req.settings.continuation_seconds
+    if "continue" in suites and long != req.settings.seconds:
+        ctx.continue_clips, _, data["continue"] = load_clips(req.data, sr, channels, req.clips,
+                                                             long, 0)
+        log(f"continuation: {len(ctx.continue_clips)} excerpt(s) of {long:g} s")
     results: dict[str, Any] = {}
     with warnings.catch_warnings():
         # librosa warns about short analysis frames and scipy about singular covariances of

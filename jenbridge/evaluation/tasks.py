@@ -233,8 +233,9 @@ CONT_SPECS = {
 
 
 def continuation(ctx: Context) -> dict[str, Any]:
-    """The first 1 - continue_fraction of each clip as context; each model continues it to the
-    clip's length (caption as prompt; tempo and key estimated by the engine) at the first of
+    """The first 1 - continue_fraction of each excerpt (ctx.continue_clips when the run asked
+    for longer ones, else the clips) as context; each model continues it to the excerpt's
+    length (caption as prompt; tempo and key estimated by the engine) at the first of
     settings.grooves, the model under test also at the others ("model, groove G" rows).
     Baselines: the real continuation, repeating the context's last bar, silence, white
     noise. mel_to_repeat tells a continuation that plays on from one that loops the bar."""
@@ -243,7 +244,8 @@ def continuation(ctx: Context) -> dict[str, Any]:
     runs = [(m, s.grooves[0], m.label) for m in ctx.models]
     runs[1:1] = [(ctx.models[0], g, f"{ctx.models[0].label}, groove {g:g}")
                  for g in dict.fromkeys(s.grooves[1:]) if g != s.grooves[0]]
-    for i, clip in enumerate(ctx.clips):
+    clips = ctx.clips if ctx.continue_clips is None else ctx.continue_clips
+    for i, clip in enumerate(clips):
         x = clip.audio
         n = x.shape[1]
         c = n - max(1, round(s.continue_fraction * n))
@@ -282,9 +284,9 @@ def continuation(ctx: Context) -> dict[str, Any]:
     if no_pulse:
         notes.append(f"{no_pulse} clip(s) whose context has no measurable tempo count as "
                      "misses for every system")
-    return {"clips": len(ctx.clips), "metrics": scores.summary(CONT_SPECS),
-            "context_seconds": (1 - s.continue_fraction) * s.seconds,
-            "continuation_seconds": s.continue_fraction * s.seconds,
+    return {"clips": len(clips), "metrics": scores.summary(CONT_SPECS),
+            "context_seconds": (1 - s.continue_fraction) * s.continuation_seconds,
+            "continuation_seconds": s.continue_fraction * s.continuation_seconds,
             "grooves": {label: g for _, g, label in runs}, "notes": notes}
 
 

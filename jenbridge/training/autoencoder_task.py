@@ -4,6 +4,10 @@ L2 bound, and an optional adversarial loss.
 JEN-1's noise-robust masking happens inside the autoencoder's training forward (a fraction of
 latent frames zeroed before the decoder). The discriminator, when enabled, joins at
 `adversarial_start` and trains with hinge losses; the generator adds hinge + feature matching.
+
+With `trainable: decoder` only the decoder learns (ServedDecoder): the encoder and the latent
+statistics of the --init-from autoencoder stay as they are, so its latent space, the latent
+cache and any diffusion model trained on it stay valid.
 """
 
 from __future__ import annotations
@@ -24,9 +28,37 @@ from jenbridge.losses.adversarial import (
     generator_hinge_loss,
 )
 from jenbridge.losses.stft_loss import MultiResolutionSTFTLoss
+from jenbridge.models.autoencoder import Autoencoder
 from jenbridge.models.builders import build_autoencoder
 from jenbridge.training.distributed import Dist
 from jenbridge.training.precision import autocast
+
+
+class ServedDecoder(nn.Module):
+    """The decoder-only training forward: audio (B, C, N) -> (reconstruction, raw latent z).
+
+    The frozen encoder's latent goes through the normalizer and back (the projection onto the
+    kept channels that every served latent has been through), then JEN-1's frame masking, then
+    the decoder."""
+
+    def __init__(self, model: Autoencoder) -> None:
+        super().__init__()
+        self.model = model
+        for p in self.encoder_parameters():
+            p.requires_grad_(False)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        m = self.model
+        parts: list[nn.Module] = [m.enc_in, m.enc_norm, m.enc_blocks, m.downs, m.enc_out_norm,
+                                  m.to_latent]
+        return [p for part in parts for p in part.parameters()]
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        with torch.no_grad():
+            z = m.encode(audio)
+            served = m.norm.denormalize(m.norm.normalize(z))
+        return m.decode(m.mask_latent(served)), z
 
 
 class AutoencoderTask:
@@ -35,9 +67,12 @@ class AutoencoderTask:
     def __init__(self, config: ModelConfig, d: Dist) -> None:
         self.cfg, self.tc, self.d = config, config.autoencoder_training, d
         self.model = build_autoencoder(config.autoencoder).to(d.device).train()
-        self.net: nn.Module = DDP(self.model) if d.enabled else self.model
+        self.decoder_only = self.tc.trainable == "decoder"
+        forward: nn.Module = ServedDecoder(self.model) if self.decoder_only else self.model
+        self.net: nn.Module = DDP(forward) if d.enabled else forward
         self.stft_loss = MultiResolutionSTFTLoss().to(d.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr,
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trained, lr=self.tc.lr,
                                      betas=tuple(self.tc.betas),  # type: ignore[arg-type]
                                      weight_decay=self.tc.weight_decay)
         self.disc: nn.Module | None = None
@@ -59,7 +94,9 @@ class AutoencoderTask:
             recon, z = self.net(audio)
             stft = self.stft_loss(recon.float(), audio)  # frequency domain
             wave = (recon.float() - audio).abs().mean()  # time domain: also rewards right phase
-            loss = stft + self.tc.waveform_l1 * wave + self.tc.latent_l2 * z.float().pow(2).mean()
+            loss = stft + self.tc.waveform_l1 * wave
+            if not self.decoder_only:  # the frozen encoder's latent cannot move
+                loss = loss + self.tc.latent_l2 * z.float().pow(2).mean()
             if adv_on:
                 real_logits, real_feats = self.disc_net(audio)
                 fake_logits, fake_feats = self.disc_net(recon)
@@ -69,7 +106,8 @@ class AutoencoderTask:
                 logs |= {"adv": adv.item(), "fm": fm.item()}
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.tc.grad_clip)
         self.opt.step()
         if adv_on:
             assert self.disc is not None
@@ -109,7 +147,8 @@ class AutoencoderTask:
             return
         audio = self.probe.to(self.d.device)
         model: Any = ema  # the EMA copy of the Autoencoder (always in eval mode)
-        recon = model.decode(model.encode(audio))
+        recon = (model.decode_normalized(model.encode_normalized(audio)) if self.decoder_only
+                 else model.decode(model.encode(audio)))
         out.mkdir(parents=True, exist_ok=True)
         pair = torch.cat([audio[0], recon[0].float()], dim=-1).clamp(-1, 1).cpu().numpy()
         sf.write(str(out / f"ae_step{step:08d}.wav"), pair.T, self.cfg.autoencoder.sample_rate)

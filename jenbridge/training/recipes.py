@@ -145,6 +145,14 @@ def train_autoencoder(args: argparse.Namespace) -> int:
     d = init_distributed(args.device)
     cfg = run_config(args, d.main)
     tc = cfg.autoencoder_training
+    from jenbridge.training.checkpoint import latest_checkpoint
+
+    if tc.trainable == "decoder" and not getattr(args, "init_from", None) \
+            and latest_checkpoint(args.run) is None:
+        shutdown(d)
+        raise ValueError("autoencoder_training.trainable=decoder fine-tunes a trained "
+                         "autoencoder: give it with --init-from (its encoder and latent "
+                         "statistics are kept)")
     torch.manual_seed(args.seed)  # same initial weights on every rank and every fresh start
     task = AutoencoderTask(cfg, d)
     batches = source_batches(args, cfg, tc.crop_seconds, tc.batch_size, args.steps or tc.steps, d)
