@@ -135,6 +135,19 @@ def test_continuation_tempo_is_measured_near_the_context_and_not_in_noise() -> N
     noise = bl.white_noise(clicks(120), np.random.default_rng(0))
     assert _tempo_near(noise, SR, 120.0) == 0.0  # no pulse: the prior alone is no match
     assert _tempo_near(np.zeros((2, SR * 2), np.float32), SR, 120.0) == 0.0
+    # finer than librosa's whole-lag bins: tempi between the bins come out within 0.5 BPM
+    import librosa
+
+    from jenbridge.music.estimate import ANALYSIS_SR, HOP
+
+    for bpm in (127.3, 163.0, 88.6):
+        x = clicks(bpm, 6.0)
+        y = librosa.resample(x.mean(axis=0), orig_sr=SR, target_sr=ANALYSIS_SR)
+        env = librosa.onset.onset_strength(y=y, sr=ANALYSIS_SR, hop_length=HOP)
+        binned = float(librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_SR,
+                                             hop_length=HOP, start_bpm=bpm)[0])
+        assert _tempo_near(x, SR, bpm) == pytest.approx(bpm, abs=0.5)
+        assert abs(binned - bpm) > 0.5  # what the refinement is for
 
 
 def test_key_relations() -> None:

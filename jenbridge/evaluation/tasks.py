@@ -263,7 +263,10 @@ def continuation(ctx: Context) -> dict[str, Any]:
                                                                                    sr))
         systems["silence"] = bl.silence(truth)
         systems["white noise"] = bl.white_noise(truth, ctx.rng(4, i))
+        # the context's tempo goes through the same refined measure as every continuation,
+        # seeded by the beat tracker: both sides of the comparison have the same resolution
         bpm, key = _tempo(context, sr), _key(context, sr)
+        bpm = _tempo_near(context, sr, bpm) or bpm
         no_pulse += bpm <= 0
         if not 1 <= key <= 24:
             skipped_key += 1
@@ -303,7 +306,8 @@ def _tempo_near(audio: np.ndarray, sr: int, prior: float) -> float:
     """Tempo (BPM) of audio given the context's tempo `prior`: librosa's tempogram estimate
     with the prior as its start_bpm, so a pulse that is ambiguous between octaves (the plain
     tracker flips 68 <-> 136 on a third of real continuations) resolves toward the context's
-    octave while a clearly different tempo still shows. 0.0 (no tempo) when the onset
+    octave while a clearly different tempo still shows, refined below librosa's whole-lag bins
+    (mt.refine_period). 0.0 (no tempo) when the onset
     envelope has no pulse at that tempo (mt.pulse_strength below PULSE_MIN: noise, silence;
     a prior alone must not make noise "match")."""
     import librosa
@@ -318,9 +322,10 @@ def _tempo_near(audio: np.ndarray, sr: int, prior: float) -> float:
         return 0.0
     bpm = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_SR,
                                                     hop_length=HOP, start_bpm=prior))[0])
-    if mt.pulse_strength(env, 60.0 / bpm * ANALYSIS_SR / HOP) < mt.PULSE_MIN:
+    period = 60.0 / bpm * ANALYSIS_SR / HOP
+    if mt.pulse_strength(env, period) < mt.PULSE_MIN:
         return 0.0
-    return bpm
+    return 60.0 * ANALYSIS_SR / HOP / mt.refine_period(env, period)
 
 
 def _mono_at(audio: np.ndarray, sr: int, rate: int) -> np.ndarray:
