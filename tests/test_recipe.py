@@ -62,3 +62,35 @@ def test_without_milestones_everything_trains(tmp_path: Path,
     assert "--init-from" not in rc.commands(r, "diffusion")[0]
     with pytest.raises(ValueError, match="unknown stage"):
         rc.commands(r, "mastering")
+
+
+def _weights(path: Path, step: int) -> None:
+    """A safetensors file with only the step in its metadata (all the plan reads)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(1, np.float32)}, str(path), metadata={"step": str(step)})
+
+
+def test_decoder_stage_fine_tunes_once_and_the_bundle_takes_it(fresh: rc.Recipe) -> None:
+    ae_file = fresh.runs / "ae" / "autoencoder.safetensors"
+    ae_file.parent.mkdir(parents=True)
+    _weights(ae_file, 3500)  # the frozen autoencoder before its decoder was fine-tuned
+    (cmd,) = rc.commands(fresh, "decoder")
+    flags = _flags(cmd)
+    assert flags["--init-from"] == str(ae_file) and flags["--steps"] == "8000"
+    assert "autoencoder_training.trainable=decoder" in cmd
+    export_ae = rc.commands(fresh, "export")[0]
+    assert _flags(export_ae)["--run-dir"] == str(ae_file)  # nothing fine-tuned yet
+    (fresh.runs / "ae_decoder" / "checkpoints" / "step_00004000").mkdir(parents=True)
+    assert rc.commands(fresh, "decoder")  # in progress: resumes
+    export_ae, _, bundle = rc.commands(fresh, "export")
+    assert _flags(export_ae)["--run-dir"] == _flags(bundle)["--autoencoder"] == str(
+        fresh.runs / "ae_decoder")
+
+
+def test_decoder_stage_skipped_when_the_committed_one_is_fine_tuned(fresh: rc.Recipe) -> None:
+    ae_file = fresh.runs / "ae" / "autoencoder.safetensors"
+    ae_file.parent.mkdir(parents=True)
+    _weights(ae_file, 8000)
+    assert rc.commands(fresh, "decoder") == []

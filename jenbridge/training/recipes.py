@@ -127,7 +127,10 @@ def _init(args: argparse.Namespace, cfg: ModelConfig) -> Any:
 
     w = read_weights(args.init_from)
     section = "autoencoder" if w.kind == "autoencoder" else "unet"
-    if getattr(w.config, section) != getattr(cfg, section):
+    # variance_kept only steers `train stats`; the weights carry the statistics they have
+    ignore = {"variance_kept"} if section == "autoencoder" else set()
+    if (getattr(w.config, section).model_dump(exclude=ignore)
+            != getattr(cfg, section).model_dump(exclude=ignore)):
         raise ValueError(f"{args.init_from}: its {section} config differs from this run's")
     return w
 
