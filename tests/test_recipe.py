@@ -78,7 +78,7 @@ def test_decoder_stage_fine_tunes_once_and_the_bundle_takes_it(fresh: rc.Recipe)
     _weights(ae_file, 3500)  # the frozen autoencoder before its decoder was fine-tuned
     (cmd,) = rc.commands(fresh, "decoder")
     flags = _flags(cmd)
-    assert flags["--init-from"] == str(ae_file) and flags["--steps"] == "8000"
+    assert flags["--init-from"] == str(ae_file) and flags["--steps"] == "8500"
     assert "autoencoder_training.trainable=decoder" in cmd
     export_ae = rc.commands(fresh, "export")[0]
     assert _flags(export_ae)["--run-dir"] == str(ae_file)  # nothing fine-tuned yet
@@ -92,5 +92,17 @@ def test_decoder_stage_fine_tunes_once_and_the_bundle_takes_it(fresh: rc.Recipe)
 def test_decoder_stage_skipped_when_the_committed_one_is_fine_tuned(fresh: rc.Recipe) -> None:
     ae_file = fresh.runs / "ae" / "autoencoder.safetensors"
     ae_file.parent.mkdir(parents=True)
-    _weights(ae_file, 8000)
+    _weights(ae_file, 8500)
     assert rc.commands(fresh, "decoder") == []
+
+
+def test_cli_options_reach_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jenbridge.cli import main
+
+    seen: list[tuple[rc.Recipe, tuple[str, ...]]] = []
+    monkeypatch.setattr(rc, "run_recipe", lambda r, stages: seen.append((r, stages)) or 0)
+    assert main(["train", "recipe", "default", "--home", str(tmp_path), "--steps", "123",
+                 "--decoder-steps", "9000", "--ae-steps", "77", "--threads", "3"]) == 0
+    (r, stages), = seen
+    assert (r.diffusion_steps, r.decoder_steps, r.ae_steps, r.threads) == (123, 9000, 77, 3)
+    assert stages == rc.STAGES

@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p = sub.add_parser("recipe", help="the shipped default model end to end, resumable "
-                       "(data, autoencoder, stats, latents, diffusion, export)")
+                       "(data, autoencoder, stats, latents, decoder, diffusion, export)")
     p.add_argument("name", choices=("default",), help="which recipe")
     p.add_argument("--home", type=Path, help="state folder (default $JENBRIDGE_HOME or "
                    "~/.cache/jenbridge)")
@@ -84,10 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="built-in dataset size in minutes of audio (default 300)")
     p.add_argument("--ae-steps", type=int, default=3500,
                    help="autoencoder steps (default 3500: where the default model's froze)")
+    p.add_argument("--decoder-steps", type=int, default=8500,
+                   help="autoencoder step its decoder alone is fine-tuned to (8500)")
     p.add_argument("--steps", type=int, help="diffusion steps (default: the config's)")
     p.add_argument("--threads", type=int, help="torch CPU threads per stage")
     p.add_argument("--stages", default=",".join(("data", "autoencoder", "stats", "latents",
-                                                  "diffusion", "export")),
+                                                  "decoder", "diffusion", "export")),
                    help="comma-separated stages to run, in order (default: all)")
     p = sub.add_parser("export-weights", help="weights-only EMA file (fp16) from a run")
     p.add_argument("--run-dir", dest="run", type=Path, required=True)
@@ -99,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "recipe":  # child processes do the work: no torch here
         from jenbridge.training.recipe import Recipe, default_home, run_recipe
 
-        recipe = Recipe(args.home or default_home(), args.minutes, args.ae_steps, args.steps,
-                        args.threads)
+        recipe = Recipe(args.home or default_home(), minutes=args.minutes,
+                        ae_steps=args.ae_steps, decoder_steps=args.decoder_steps,
+                        diffusion_steps=args.steps, threads=args.threads)
         return run_recipe(recipe, tuple(s.strip() for s in args.stages.split(",") if s))
     import logging
 

@@ -47,7 +47,7 @@ class Recipe:
     home: Path
     minutes: float = 300.0  # built-in dataset size (the default model trains on 5 h)
     ae_steps: int = 3500  # the default model's autoencoder was frozen here (see README)
-    decoder_steps: int = 8000  # then its decoder alone was fine-tuned to this step
+    decoder_steps: int = 8500  # then its decoder alone was fine-tuned to this step
     diffusion_steps: int | None = None  # None: the config's
     threads: int | None = None
     variance_kept: float = 0.99
