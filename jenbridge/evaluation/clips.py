@@ -1,7 +1,6 @@
 """The clips an evaluation runs on: held-out audio with its caption, tempo, key, meter and style.
 
-    clips, info = load_clips(Path("data/builtin"), 48000, 2, split="heldout", count=32,
-                             seconds=10.0)
+    clips, probe, info = load_clips(Path("data/builtin"), 48000, 2, count=32, seconds=10.0)
 
 Clips come from a dataset folder (jenbridge.data.index.scan_dataset). The held-out split is
 used when the dataset has one; otherwise every clip, and the report says so. A clip is read

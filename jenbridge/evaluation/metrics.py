@@ -206,50 +206,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(fd, 0.0)
 
 
-def pulse_strength(envelope: np.ndarray, period_frames: float) -> float:
-    """Normalized autocorrelation (0..1) of an onset envelope at a beat period given in frames
-    (the best of the two whole lags around it): ~0.05 for noise, 0.3-0.8 for music with a
-    beat."""
-    e = np.asarray(envelope, dtype=np.float64)
-    e = e - e.mean()
-    denom = float(np.dot(e, e))
-    lags = [k for k in {int(np.floor(period_frames)), int(np.ceil(period_frames))}
-            if 0 < k < len(e)]
-    if denom <= 0 or not lags:
-        return 0.0
-    return float(np.clip(max(float(np.dot(e[:-k], e[k:])) for k in lags) / denom, 0.0, 1.0))
-
-
-def refine_period(envelope: np.ndarray, period_frames: float,
-                  multiples: tuple[int, ...] = (1, 2, 4)) -> float:
-    """A beat period (frames) refined below one frame: the peak of the onset envelope's
-    autocorrelation (per overlapping frame, so long lags are not penalized) near each whole
-    multiple m of `period_frames` that fits twice in the envelope, located by parabolic
-    interpolation and divided by m; the longest such multiple wins (its frame rounding is m
-    times smaller). Written here because librosa's tempo estimators return whole-lag bins:
-    at 86 frames/s a 120-BPM beat sits between lags of 120.2 and 117.5 BPM, coarser than the
-    ±3 BPM a continuation is judged by."""
-    e = np.asarray(envelope, dtype=np.float64)
-    e = e - e.mean()
-    n, best = len(e), float(period_frames)
-    if period_frames <= 1 or not np.any(e):
-        return best
-    for m in multiples:
-        centre = m * period_frames
-        reach = int(np.ceil(0.5 * m + 1))
-        lo, hi = int(np.floor(centre)) - reach, int(np.ceil(centre)) + reach
-        if lo < 2 or 2 * hi >= n:
-            break
-        ks = np.arange(lo - 1, hi + 2)
-        ac = np.array([np.dot(e[:-k], e[k:]) / (n - k) for k in ks])
-        i = int(np.argmax(ac[1:-1])) + 1
-        a, b, c = ac[i - 1], ac[i], ac[i + 1]
-        curve = a - 2 * b + c
-        shift = 0.5 * (a - c) / curve if curve < 0 else 0.0
-        best = (ks[i] + float(np.clip(shift, -0.5, 0.5))) / m
-    return best
-
-
 def tempo_relation(measured: float, target: float, tolerance: float) -> str:
     """How a measured tempo relates to the target: "match" within `tolerance` (a fraction, e.g.
     0.02 = ±2 %), "octave" within it of target x2, x1/2, x3/2, x2/3, x3 or x1/3, "none" when

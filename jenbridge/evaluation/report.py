@@ -51,12 +51,16 @@ def targets(suites: dict[str, Any], models: list[dict[str, Any]]) -> list[dict[s
                     "met": seam[model] <= seam[INPAINT_SEAM_BASELINE]})
     cont = suites.get("continue")
     if cont:
-        within = cont["metrics"]["tempo_within_3bpm"]["values"]
+        # absent when no context had a measurable tempo: nothing to judge, so not met
+        tempo = cont["metrics"].get("tempo_within_3bpm")
+        within = tempo["values"] if tempo else {}
         out.append({"target": "continuation tempo within ±3 BPM of the context",
-                    "rule": f"on at least {CONTINUE_TEMPO_FRACTION:.0%} of the clips",
-                    "model": within[model], "baseline": within.get("real"),
+                    "rule": f"on at least {CONTINUE_TEMPO_FRACTION:.0%} of the clips whose "
+                            "context has a measurable tempo",
+                    "model": within.get(model, 0.0), "baseline": within.get("real"),
+                    "clips": (tempo or {}).get("n", {}).get(model),
                     "groove": cont.get("grooves", {}).get(model),
-                    "met": within[model] >= CONTINUE_TEMPO_FRACTION})
+                    "met": within.get(model, 0.0) >= CONTINUE_TEMPO_FRACTION})
     return out
 
 

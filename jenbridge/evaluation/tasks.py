@@ -217,7 +217,8 @@ def inpainting(ctx: Context) -> dict[str, Any]:
 
 CONT_SPECS = {
     "tempo_within_3bpm": MetricSpec("fraction", "higher", "continuation tempo within ±3 BPM "
-                                    "of the context's (both measured by librosa)"),
+                                    "of the context's (both measured by librosa; contexts with no "
+                                    "measurable tempo left out)"),
     "tempo_octave": MetricSpec("fraction", "lower", "continuation tempo a half / double / "
                                "two-thirds / ... of the context's (octave errors)"),
     "key_agreement": MetricSpec("fraction", "higher", "chroma key of the continuation equals "
@@ -265,15 +266,17 @@ def continuation(ctx: Context) -> dict[str, Any]:
         systems["white noise"] = bl.white_noise(truth, ctx.rng(4, i))
         # the context's tempo goes through the same refined measure as every continuation,
         # seeded by the beat tracker: both sides of the comparison have the same resolution
-        bpm, key = _tempo(context, sr), _key(context, sr)
-        bpm = _tempo_near(context, sr, bpm) or bpm
+        # a context with no pulse at the tracker's tempo has no tempo to keep (rubato, no
+        # beat): left out of the tempo figures like an unpitched context is of the key's
+        bpm, key = _tempo_near(context, sr, _tempo(context, sr)), _key(context, sr)
         no_pulse += bpm <= 0
         if not 1 <= key <= 24:
             skipped_key += 1
         for name, y in systems.items():
-            rel = mt.tempo_relation_bpm(_tempo_near(y, sr, bpm), bpm, 3.0)
-            scores.add("tempo_within_3bpm", name, float(rel == "match"))
-            scores.add("tempo_octave", name, float(rel == "octave"))
+            if bpm > 0:
+                rel = mt.tempo_relation_bpm(_tempo_near(y, sr, bpm), bpm, 3.0)
+                scores.add("tempo_within_3bpm", name, float(rel == "match"))
+                scores.add("tempo_octave", name, float(rel == "octave"))
             if 1 <= key <= 24:
                 k = mt.key_relation(_key(y, sr), key)
                 scores.add("key_agreement", name, float(k == "exact"))
@@ -285,8 +288,8 @@ def continuation(ctx: Context) -> dict[str, Any]:
     notes = [f"{skipped_key} clip(s) whose context has no key (unpitched) left out of the key "
              "figures"] if skipped_key else []
     if no_pulse:
-        notes.append(f"{no_pulse} clip(s) whose context has no measurable tempo count as "
-                     "misses for every system")
+        notes.append(f"{no_pulse} clip(s) whose context has no measurable tempo (no pulse at "
+                     "the beat tracker's tempo) left out of the tempo figures")
     return {"clips": len(clips), "metrics": scores.summary(CONT_SPECS),
             "context_seconds": (1 - s.continue_fraction) * s.continuation_seconds,
             "continuation_seconds": s.continue_fraction * s.continuation_seconds,
@@ -307,12 +310,18 @@ def _tempo_near(audio: np.ndarray, sr: int, prior: float) -> float:
     with the prior as its start_bpm, so a pulse that is ambiguous between octaves (the plain
     tracker flips 68 <-> 136 on a third of real continuations) resolves toward the context's
     octave while a clearly different tempo still shows, refined below librosa's whole-lag bins
-    (mt.refine_period). 0.0 (no tempo) when the onset
-    envelope has no pulse at that tempo (mt.pulse_strength below PULSE_MIN: noise, silence;
+    (refine_period). 0.0 (no tempo) when the onset
+    envelope has no pulse at that tempo (pulse_strength below mt.PULSE_MIN: noise, silence;
     a prior alone must not make noise "match")."""
     import librosa
 
-    from jenbridge.music.estimate import ANALYSIS_SR, HOP, MIN_SECONDS
+    from jenbridge.music.estimate import (
+        ANALYSIS_SR,
+        HOP,
+        MIN_SECONDS,
+        pulse_strength,
+        refine_period,
+    )
 
     if prior <= 0 or audio.shape[-1] < MIN_SECONDS * sr or not np.any(audio):
         return 0.0
@@ -323,9 +332,9 @@ def _tempo_near(audio: np.ndarray, sr: int, prior: float) -> float:
     bpm = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_SR,
                                                     hop_length=HOP, start_bpm=prior))[0])
     period = 60.0 / bpm * ANALYSIS_SR / HOP
-    if mt.pulse_strength(env, period) < mt.PULSE_MIN:
+    if pulse_strength(env, period) < mt.PULSE_MIN:
         return 0.0
-    return 60.0 * ANALYSIS_SR / HOP / mt.refine_period(env, period)
+    return 60.0 * ANALYSIS_SR / HOP / refine_period(env, period)
 
 
 def _mono_at(audio: np.ndarray, sr: int, rate: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from jenbridge.conditions import KEY_NONE, key_name
 
 ANALYSIS_SR = 22050
 HOP = 256  # onset-envelope hop at ANALYSIS_SR: 11.6 ms frames
+FRAME_RATE = ANALYSIS_SR / HOP  # onset-envelope frames per second
 MIN_SECONDS = 0.5
 
 # Krumhansl–Kessler tonal hierarchy profiles, tonic first (C major / C minor).
@@ -88,7 +89,12 @@ def estimate_tempo(audio: np.ndarray, sr: int) -> TempoEstimate:
 
     librosa's onset-strength envelope and dynamic-programming beat tracker; the BPM is then
     refined by a least-squares line through the beat times (the tracker's own tempo is
-    quantized to whole frames, up to ~3% off at 170 BPM).
+    quantized to whole frames, up to ~3% off at 170 BPM), and that period by the onset
+    envelope's autocorrelation peaks at 1, 2 and 4 periods (refine_period): the beat times
+    are whole frames and the tracker bends its beats toward its 120-BPM prior, so the line
+    alone can stay a few percent off. Measured on 96 held-out contexts of the built-in dataset
+    (6 s each, octave errors folded): within 1 % of the manifest tempo 0.667 with the line
+    alone, 0.812 refined (47 contexts of 12 s: 0.596 and 0.809).
     """
     import librosa
 
@@ -106,19 +112,52 @@ def estimate_tempo(audio: np.ndarray, sr: int) -> TempoEstimate:
             bpm = 60.0 / float(slope)
     if bpm <= 0:
         return TempoEstimate(0.0, 0.0, beats)
-    return TempoEstimate(bpm, _pulse_confidence(env, bpm), beats)
+    period = refine_period(env, FRAME_RATE * 60.0 / bpm)
+    return TempoEstimate(FRAME_RATE * 60.0 / period, pulse_strength(env, period), beats)
 
 
-def _pulse_confidence(env: np.ndarray, bpm: float) -> float:
-    """Normalized autocorrelation of the onset envelope at one beat period (0..1)."""
-    e = env - env.mean()
-    lag = int(round(60.0 / bpm * ANALYSIS_SR / HOP))
+def pulse_strength(envelope: np.ndarray, period_frames: float) -> float:
+    """Normalized autocorrelation (0..1) of an onset envelope at a beat period given in frames
+    (the best of the two whole lags around it): ~0.05 for noise, 0.3-0.8 for music with a
+    beat."""
+    e = np.asarray(envelope, dtype=np.float64)
+    e = e - e.mean()
     denom = float(np.dot(e, e))
-    if lag <= 0 or lag >= len(e) or denom <= 0:
+    lags = [k for k in {int(np.floor(period_frames)), int(np.ceil(period_frames))}
+            if 0 < k < len(e)]
+    if denom <= 0 or not lags:
         return 0.0
-    # best of lag-1..lag+1: the beat period rarely falls on a whole frame
-    best = max(float(np.dot(e[:-k], e[k:])) for k in (lag - 1, lag, lag + 1) if 0 < k < len(e))
-    return float(np.clip(best / denom, 0.0, 1.0))
+    return float(np.clip(max(float(np.dot(e[:-k], e[k:])) for k in lags) / denom, 0.0, 1.0))
+
+
+def refine_period(envelope: np.ndarray, period_frames: float,
+                  multiples: tuple[int, ...] = (1, 2, 4)) -> float:
+    """A beat period (frames) refined below one frame: the peak of the onset envelope's
+    autocorrelation (per overlapping frame, so long lags are not penalized) within m / 2 + 1
+    frames of each whole multiple m of the period found so far (so a start a few percent off
+    walks to the peak) that fits twice in the envelope, located by parabolic interpolation
+    and divided by m; the longest such multiple wins (its frame rounding is m times smaller).
+    Written here because librosa's tempo estimators return whole-lag bins: at 86 frames/s a
+    120-BPM beat sits between lags of 120.2 and 117.5 BPM, coarser than a DAW's grid needs."""
+    e = np.asarray(envelope, dtype=np.float64)
+    e = e - e.mean()
+    n, best = len(e), float(period_frames)
+    if period_frames <= 1 or not np.any(e):
+        return best
+    for m in multiples:
+        centre = m * best
+        reach = int(np.ceil(0.5 * m + 1))
+        lo, hi = int(np.floor(centre)) - reach, int(np.ceil(centre)) + reach
+        if lo < 2 or 2 * hi >= n:
+            break
+        ks = np.arange(lo - 1, hi + 2)
+        ac = np.array([np.dot(e[:-k], e[k:]) / (n - k) for k in ks])
+        j = int(np.argmax(ac[1:-1])) + 1
+        a, b, c = ac[j - 1], ac[j], ac[j + 1]
+        curve = a - 2 * b + c
+        shift = 0.5 * (a - c) / curve if curve < 0 else 0.0
+        best = (ks[j] + float(np.clip(shift, -0.5, 0.5))) / m
+    return best
 
 
 def estimate_key(audio: np.ndarray, sr: int) -> KeyEstimate:
