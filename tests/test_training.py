@@ -243,6 +243,8 @@ def test_decoder_finetune_keeps_the_latent_space(tmp_path: Path, dataset: Path,
     encoder = ("enc_", "downs.", "to_latent.", "norm.")
     assert moved and not any(k.startswith(encoder) for k in moved), sorted(moved)
     assert any(k.startswith(("dec_blocks.", "head.")) for k in moved)
+    # the statistics are the init's, and so is the record of how much audio they came from
+    assert w1.extras["stats_seconds"] == w0.extras["stats_seconds"] > 0
     audio, _ = music_clip
     hop = before.latent_hop
     x = torch.from_numpy(audio[None, :, : (audio.shape[1] // hop) * hop])

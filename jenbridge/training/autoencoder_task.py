@@ -83,6 +83,9 @@ class AutoencoderTask:
                                            betas=tuple(self.tc.betas),  # type: ignore[arg-type]
                                            weight_decay=self.tc.weight_decay)
         self.probe: torch.Tensor | None = None  # fixed example reconstructed in audio samples
+        # metadata of the --init-from weights that stays true of these (decoder-only: the
+        # latent statistics were gathered over stats_seconds of audio and are kept)
+        self.inherited: dict[str, Any] = {}
         self.examples_per_step = self.tc.batch_size
         self.seconds_per_example = self.tc.crop_seconds
 
@@ -124,19 +127,20 @@ class AutoencoderTask:
                 "grad_norm": gnorm.item(), **logs}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"opt": self.opt.state_dict()}
+        state: dict[str, Any] = {"opt": self.opt.state_dict(), "inherited": self.inherited}
         if self.disc is not None:
             state |= {"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.opt.load_state_dict(state["opt"])
+        self.inherited = dict(state.get("inherited", {}))
         if self.disc is not None and "disc" in state:
             self.disc.load_state_dict(state["disc"])
             self.opt_d.load_state_dict(state["opt_d"])
 
     def extras(self) -> dict[str, Any]:
-        return {"latent_channels": self.model.kept_channels}
+        return {**self.inherited, "latent_channels": self.model.kept_channels}
 
     @torch.no_grad()
     def write_samples(self, ema: nn.Module, step: int, out: Path, writer: Any) -> None:

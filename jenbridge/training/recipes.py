@@ -160,8 +160,11 @@ def train_autoencoder(args: argparse.Namespace) -> int:
     task = AutoencoderTask(cfg, d)
     batches = source_batches(args, cfg, tc.crop_seconds, tc.batch_size, args.steps or tc.steps, d)
     task.probe = next(iter(batches(0)))["audio"][:1]  # fixed example for audio samples
+    init = _init(args, cfg)
+    if init is not None and task.decoder_only and "stats_seconds" in init.extras:
+        task.inherited = {"stats_seconds": init.extras["stats_seconds"]}  # statistics kept
     try:
-        train(task, batches, _settings(args, tc.steps, tc), cfg, d, _init(args, cfg))
+        train(task, batches, _settings(args, tc.steps, tc), cfg, d, init)
     finally:
         shutdown(d)
     return 0
