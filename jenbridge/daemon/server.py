@@ -76,6 +76,9 @@ class Server:
 
     def serve_forever(self) -> None:
         """Handle datagrams until `request_stop`; then stop the queue and close the socket."""
+        from jenbridge.music.estimate import warm_up
+
+        threading.Thread(target=warm_up, name="estimator-warm-up", daemon=True).start()
         try:
             while not self.stopping:
                 try:

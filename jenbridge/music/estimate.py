@@ -160,6 +160,18 @@ def refine_period(envelope: np.ndarray, period_frames: float,
     return best
 
 
+def warm_up() -> None:
+    """Run both estimators once on 2 s of clicks, so that librosa's imports and numba's
+    compilation (~9 s the first time on a busy 2-core machine, 0.04 s after) are not paid by
+    the first request that needs them (a live loop's first iteration has one loop to be made).
+    """
+    sr = ANALYSIS_SR
+    x = np.zeros(2 * sr, np.float32)
+    x[:: sr // 2] = 1.0
+    estimate_tempo(x, sr)
+    estimate_key(x, sr)
+
+
 def estimate_key(audio: np.ndarray, sr: int) -> KeyEstimate:
     """Key of `audio` (C, N) or (N,) at `sr` Hz by the Krumhansl–Schmuckler method.
 
