@@ -317,6 +317,7 @@ def _tempo_near(audio: np.ndarray, sr: int, prior: float) -> float:
 
     from jenbridge.music.estimate import (
         ANALYSIS_SR,
+        FRAME_RATE,
         HOP,
         MIN_SECONDS,
         pulse_strength,
@@ -331,10 +332,10 @@ def _tempo_near(audio: np.ndarray, sr: int, prior: float) -> float:
         return 0.0
     bpm = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env, sr=ANALYSIS_SR,
                                                     hop_length=HOP, start_bpm=prior))[0])
-    period = 60.0 / bpm * ANALYSIS_SR / HOP
+    period = 60.0 * FRAME_RATE / bpm
     if pulse_strength(env, period) < mt.PULSE_MIN:
         return 0.0
-    return 60.0 * ANALYSIS_SR / HOP / refine_period(env, period)
+    return 60.0 * FRAME_RATE / refine_period(env, period)
 
 
 def _mono_at(audio: np.ndarray, sr: int, rate: int) -> np.ndarray:
